@@ -1,0 +1,108 @@
+"""The local warehouse: a private PostgreSQL cluster under ``.local/postgres`` with the databases ``greenery``
+(raw source tables and everything dbt builds) and ``airflow`` (Airflow's metadata).
+
+    python -m include.warehouse start    # idempotent; writes .local/warehouse.env
+    python -m include.warehouse stop     # idempotent
+    python -m include.warehouse status
+
+``source .local/warehouse.env && psql`` then reaches the warehouse database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from include import settings
+from include.pgcluster import ClusterError, PgCluster, port_is_free
+
+DEFAULT_PORT = 5433
+WAREHOUSE_DB = "greenery"
+AIRFLOW_DB = "airflow"
+
+
+def cluster() -> PgCluster:
+    return PgCluster(settings.LOCAL_DIR / "postgres", port=int(os.environ.get("GREENERY_WAREHOUSE_PORT", DEFAULT_PORT)))
+
+
+def warehouse_connection_json(pg: PgCluster) -> str:
+    """The Airflow connection ``greenery_warehouse`` in Airflow's JSON form (for AIRFLOW_CONN_GREENERY_WAREHOUSE)."""
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": pg.port,
+            "login": pg.user,
+            "password": pg.password,
+            "schema": WAREHOUSE_DB,
+        }
+    )
+
+
+def write_env_file(pg: PgCluster) -> None:
+    values = pg.libpq_env(WAREHOUSE_DB)
+    values["AIRFLOW_CONN_GREENERY_WAREHOUSE"] = warehouse_connection_json(pg)
+    lines = ["# Written by `make warehouse`: the local warehouse's connection. Holds a password: not for git."]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+    settings.WAREHOUSE_ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
+    settings.WAREHOUSE_ENV_FILE.touch(mode=0o600)
+    settings.WAREHOUSE_ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
+def start() -> PgCluster:
+    pg = cluster()
+    was_running = pg.is_running()
+    pg.start()
+    for database in (WAREHOUSE_DB, AIRFLOW_DB):
+        pg.create_database(database)
+    write_env_file(pg)
+    state = "already running" if was_running else "started"
+    print(f"Warehouse {state}: postgresql://{pg.user}@127.0.0.1:{pg.port}/{WAREHOUSE_DB} (data in {pg.data_dir})")
+    if pg.port != pg.preferred_port and not port_is_free(pg.preferred_port):
+        print(
+            f"Port {pg.preferred_port} is in use by another program, so the warehouse listens on {pg.port}; "
+            f"the port is recorded in {settings.WAREHOUSE_ENV_FILE}."
+        )
+    print(f"Connect with: source {settings.WAREHOUSE_ENV_FILE.relative_to(settings.REPO_ROOT)} && psql")
+    return pg
+
+
+def stop() -> None:
+    pg = cluster()
+    if not pg.is_initialized():
+        print("Warehouse: nothing to stop.")
+        return
+    print("Warehouse stopped." if pg.stop() else "Warehouse was not running.")
+
+
+def status() -> int:
+    pg = cluster()
+    if pg.is_initialized() and pg.is_running():
+        print(f"Warehouse running on 127.0.0.1:{pg.port} (pid {pg.server_pid()}).")
+        return 0
+    print("Warehouse not running: start it with `make warehouse`.")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.warehouse", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            start()
+        elif args.command == "stop":
+            stop()
+        else:
+            return status()
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
