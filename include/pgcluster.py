@@ -335,9 +335,10 @@ class PgCluster:
             try:
                 psycopg2.connect(self.dsn("postgres"), connect_timeout=2).close()
                 return
-            except psycopg2.OperationalError:
+            except psycopg2.OperationalError as error:
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"PostgreSQL started but does not accept connections:\n{self._log_tail()}")
+                    message = f"PostgreSQL started but does not accept connections:\n{self._log_tail()}"
+                    raise ClusterError(message) from error
                 time.sleep(0.2)
 
     def _log_tail(self, lines: int = 15) -> str:

@@ -66,7 +66,10 @@ def start() -> PgCluster:
             f"Port {pg.preferred_port} is in use by another program, so the warehouse listens on {pg.port}; "
             f"the port is recorded in {settings.WAREHOUSE_ENV_FILE}."
         )
-    print(f"Connect with: source {settings.WAREHOUSE_ENV_FILE.relative_to(settings.REPO_ROOT)} && psql")
+    env_file = settings.WAREHOUSE_ENV_FILE
+    if env_file.is_relative_to(settings.REPO_ROOT):
+        env_file = env_file.relative_to(settings.REPO_ROOT)
+    print(f"Connect with: source {env_file} && psql")
     return pg
 
 

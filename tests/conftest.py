@@ -7,6 +7,7 @@ metadata-database URL when it is first imported. Tests never touch the developer
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -126,3 +127,62 @@ def airflow_db(pg_cluster: PgCluster) -> str:
     )
     assert result.returncode == 0, f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` the way the Makefile does; returns the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``export KEY=value`` lines that ``make warehouse`` writes, as a dict."""
+    import shlex
+
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            values[key] = shlex.split(value)[0] if value else ""
+    return values
+
+
+@pytest.fixture(scope="session")
+def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
+    """What ``make up`` runs — warehouse, demo data, Airflow with the DAGs — in a private ``.local`` on free ports.
+
+    Yields ``{"url": ..., "local_dir": ...}``. Stopped with ``make down``'s code at the end of the session.
+    """
+    from include.pgcluster import free_port
+
+    local_dir = session_dir / "platform"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIRFLOW") and key not in ("GREENERY_LOCAL_DIR", "GREENERY_DBT_DOCS_DIR")
+    }
+    env.update(
+        GREENERY_LOCAL_DIR=str(local_dir),
+        GREENERY_WAREHOUSE_PORT=str(free_port()),
+        GREENERY_AIRFLOW_PORT=str(free_port()),
+    )
+    started = run_module("include.warehouse", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    try:
+        data_env = {**env, **read_env_file(local_dir / "warehouse.env")}
+        loaded = run_module("include.greenery_data", "load", "--scale", "1", "--if-empty", env=data_env)
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+        up = run_module("include.local_airflow", "up", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        url = re.search(r"http://127\.0\.0\.1:\d+", up.stdout).group(0)
+        yield {"url": url, "local_dir": str(local_dir), "up_output": up.stdout}
+    finally:
+        run_module("include.local_airflow", "down", env=env)
+        run_module("include.warehouse", "stop", env=env)

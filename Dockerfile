@@ -1,0 +1,12 @@
+# Image for Astro CLI (`astro dev start`) and Docker users.
+# Astro Runtime 3.3 is Apache Airflow 3.3, the line requirements.txt pins (tests/test_docker_image.py checks it).
+# The runtime image's ONBUILD steps copy this project to /usr/local/airflow and install packages.txt and
+# requirements.txt, so Airflow, Cosmos and dbt share one Python environment as they do in `make up`.
+FROM astrocrpublic.azurecr.io/runtime:3.3-2
+
+ENV PYTHONPATH=/usr/local/airflow \
+    GREENERY_DBT_PROJECT_DIR=/usr/local/airflow/dbt/greenery \
+    GREENERY_DBT_DOCS_DIR=/usr/local/airflow/dbt-docs
+
+# The DAGs render from dbt's manifest: parse once at build time instead of running `dbt ls` on every DAG parse.
+RUN cd dbt/greenery && dbt parse --quiet --profiles-dir . --project-dir .

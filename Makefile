@@ -1,0 +1,92 @@
+# The greenery platform: `make up` to run it, `make test` to test it. `make help` lists everything.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DBT_DIR := dbt/greenery
+# Plain dbt runs against the local warehouse: libpq variables come from .local/warehouse.env.
+WAREHOUSE_ENV := .local/warehouse.env
+WITH_WAREHOUSE = set -a && source $(WAREHOUSE_ENV) && set +a &&
+
+SCALE ?= 1
+DAYS ?=
+SEED ?=
+CSV ?=
+N ?= 3
+ARGS ?=
+
+.PHONY: help up down clean warehouse load deliver dbt manifest airflow test lint format bench venv venv-dev browser
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# --- environment -------------------------------------------------------------------------------------------
+$(VENV)/.runtime: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ").")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.runtime ## Create or update the Python environment (.venv)
+
+venv-dev: $(VENV)/.dev ## Create or update .venv with the test and lint tools
+
+browser: ## Install Debian's chromium for the browser tests (needs root or sudo)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+# --- the local platform ------------------------------------------------------------------------------------
+warehouse: $(VENV)/.runtime ## Start the local PostgreSQL warehouse (idempotent)
+	@$(PY) -m include.warehouse start
+
+manifest: $(VENV)/.runtime ## Parse the dbt project into target/manifest.json (the DAGs render from it)
+	@cd $(DBT_DIR) && ../../$(VENV)/bin/dbt parse --quiet --profiles-dir . --project-dir . && echo "dbt manifest: $(DBT_DIR)/target/manifest.json"
+
+load: warehouse ## Load raw data: SCALE=N [DAYS=D] [SEED=S], or CSV=DIR for course-format CSV files
+	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load \
+		$(if $(CSV),--csv "$(CSV)",--scale "$(SCALE)" $(if $(DAYS),--days "$(DAYS)") $(if $(SEED),--seed "$(SEED)"))
+
+deliver: warehouse ## Ship preparing orders (the course's snapshot exercise): [N=3]
+	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data deliver -n "$(N)"
+
+dbt: warehouse ## Run dbt against the local warehouse: make dbt ARGS="build"
+	@$(WITH_WAREHOUSE) cd $(DBT_DIR) && ../../$(VENV)/bin/dbt $(ARGS) --profiles-dir . --project-dir .
+
+up: warehouse manifest ## Start the warehouse (with demo data) and Airflow at http://127.0.0.1:8080
+	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load --scale 1 --if-empty
+	@$(PY) -m include.local_airflow up
+
+airflow: ## Run the airflow CLI against the local instance: make airflow ARGS="dags list"
+	@test -f .local/airflow.env || { echo "Airflow is not set up: run make up first." >&2; exit 1; }
+	@set -a && source .local/airflow.env && set +a && $(PY) -m airflow $(ARGS)
+
+down: ## Stop Airflow and the warehouse (idempotent)
+	@if [ -x $(PY) ]; then $(PY) -m include.local_airflow down && $(PY) -m include.warehouse stop; \
+	else echo "Nothing to stop."; fi
+
+clean: down ## Stop everything and delete the local state (.local/)
+	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
+
+# --- quality -----------------------------------------------------------------------------------------------
+test: $(VENV)/.dev browser manifest ## Run the test suite (starts its own throwaway PostgreSQL)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.dev ## ruff and sqlfluff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/sqlfluff lint $(DBT_DIR)
+
+format: $(VENV)/.dev ## Format Python and fix SQL style
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/sqlfluff fix $(DBT_DIR)
+
+bench: $(VENV)/.dev manifest ## Run the benchmarks (QUICK=1 for the short version)
+	$(PY) -m bench.run $(if $(QUICK),--quick)

@@ -1,0 +1,351 @@
+"""The local Airflow 3 of ``make up``: api-server, scheduler, dag-processor and triggerer in the background,
+LocalExecutor on the warehouse cluster's ``airflow`` database, ``AIRFLOW_HOME`` under ``.local/airflow``.
+
+    python -m include.local_airflow up       # idempotent; returns once the UI answers and the DAGs are parsed
+    python -m include.local_airflow down     # idempotent; leaves no process of ours running
+
+The warehouse must be running (``python -m include.warehouse start``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from include import settings
+from include.pgcluster import ClusterError, port_is_free
+from include.warehouse import AIRFLOW_DB, cluster, warehouse_connection_json
+
+AIRFLOW_HOME = settings.LOCAL_DIR / "airflow"
+STATE_FILE = AIRFLOW_HOME / "platform.json"
+ENV_FILE = settings.LOCAL_DIR / "airflow.env"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+DEFAULT_PORT = 8080
+# Every process we start carries this variable, so `down` can find and stop all of them, task processes included.
+MARKER = "GREENERY_LOCAL_AIRFLOW"
+
+
+class PlatformError(RuntimeError):
+    """A problem the user can fix; the message says how."""
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file (comments and blank lines ignored, optional quotes removed)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _state() -> dict:
+    """Secrets and the port of this instance: generated on first `up`, then kept."""
+    if STATE_FILE.exists():
+        return json.loads(STATE_FILE.read_text())
+    from cryptography.fernet import Fernet
+
+    state = {
+        "port": None,
+        "jwt_secret": secrets.token_urlsafe(32),
+        "secret_key": secrets.token_urlsafe(32),
+        "fernet_key": Fernet.generate_key().decode(),
+    }
+    _save_state(state)
+    return state
+
+
+def _save_state(state: dict) -> None:
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.touch(mode=0o600)
+    STATE_FILE.write_text(json.dumps(state))
+
+
+def airflow_env(port: int) -> dict[str, str]:
+    """The environment of every Airflow process of the local platform."""
+    pg = cluster()
+    if not pg.is_initialized() or not pg.is_running():
+        raise PlatformError("The warehouse is not running: start it with `make warehouse`.")
+    state = _state()
+    user_settings = {**read_dotenv(settings.REPO_ROOT / ".env"), **os.environ}
+    admin_password = user_settings.get("AIRFLOW_ADMIN_PASSWORD") or "admin"
+    passwords_file = AIRFLOW_HOME / "passwords.json"
+    passwords_file.write_text(json.dumps({"admin": admin_password}))
+    passwords_file.chmod(0o600)
+    base_url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        MARKER: str(AIRFLOW_HOME),
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__FERNET_KEY": state["fernet_key"],
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.sqlalchemy_url(AIRFLOW_DB),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": state["secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": state["jwt_secret"],
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__COSMOS__CACHE_DIR": str(settings.LOCAL_DIR / "cosmos-cache"),
+        "AIRFLOW_CONN_GREENERY_WAREHOUSE": warehouse_connection_json(pg),
+        "GREENERY_DBT_DOCS_DIR": str(settings.DBT_DOCS_DIR),
+        # The live shop simulator DAG exists only on this local platform, never in production.
+        "GREENERY_DEV_SIMULATOR": user_settings.get("GREENERY_DEV_SIMULATOR", "1"),
+    }
+    webhook = user_settings.get("SLACK_WEBHOOK_URL")
+    if webhook and "AIRFLOW_CONN_SLACK_ALERTS" not in user_settings:
+        env["AIRFLOW_CONN_SLACK_ALERTS"] = json.dumps({"conn_type": "slackwebhook", "password": webhook})
+    if user_settings.get("AIRFLOW_CONN_SLACK_ALERTS"):
+        env["AIRFLOW_CONN_SLACK_ALERTS"] = user_settings["AIRFLOW_CONN_SLACK_ALERTS"]
+    return env
+
+
+def _pid_file(component: str) -> Path:
+    return AIRFLOW_HOME / f"{component}.pid"
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[3])  # state, ppid, pgrp, session
+
+
+def _recorded_pids() -> set[int]:
+    pids = set()
+    for component in COMPONENTS:
+        try:
+            pids.add(int(_pid_file(component).read_text()))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _our_processes() -> list[int]:
+    """Pids of every live process started by this platform.
+
+    Each component starts in a session of its own, so its children share the session id; processes that start a
+    new session of their own still carry the marker variable. (The api-server rewrites its process title, which
+    hides its environment, hence both checks.)
+    """
+    needle = f"{MARKER}={AIRFLOW_HOME}".encode()
+    sessions = {pid for pid in _recorded_pids() if _session_of(pid) == pid}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        session = _session_of(pid)
+        if session is None:
+            continue
+        if session in sessions:
+            pids.append(pid)
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            pids.append(pid)
+    return pids
+
+
+def _component_running(component: str) -> bool:
+    try:
+        pid = int(_pid_file(component).read_text())
+    except (OSError, ValueError):
+        return False
+    return _session_of(pid) == pid
+
+
+def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _choose_port(state: dict) -> int:
+    preferred = int(os.environ.get("GREENERY_AIRFLOW_PORT", DEFAULT_PORT))
+    if any(_component_running(c) for c in COMPONENTS) and state.get("port"):
+        return state["port"]
+    if port_is_free(preferred):
+        return preferred
+    if state.get("port") and port_is_free(state["port"]):
+        port = state["port"]
+    else:
+        from include.pgcluster import free_port
+
+        port = free_port()
+    print(f"Port {preferred} is in use by another program, so the Airflow UI listens on {port} instead.")
+    return port
+
+
+def _wait_for_ui(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if not _component_running("api-server"):
+            break
+        time.sleep(1)
+    log = AIRFLOW_HOME / "logs" / "api-server.log"
+    raise PlatformError(f"The Airflow UI did not come up on port {port}; see {log}.")
+
+
+def _wait_for_dags(env: dict[str, str], timeout: float) -> tuple[list[str], list[str]]:
+    """Wait until the dag-processor has parsed every file in dags/; returns (dag ids, files with import errors)."""
+    import psycopg2
+
+    dag_files = sorted(p.name for p in (settings.REPO_ROOT / "dags").glob("*.py") if not p.name.startswith(("_", ".")))
+    pg = cluster()
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = psycopg2.connect(pg.dsn(AIRFLOW_DB))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select dag_id, relative_fileloc from dag where not is_stale")
+                dags = cur.fetchall()
+                cur.execute("select filename from import_error")
+                errors = [row[0] for row in cur.fetchall()]
+        finally:
+            conn.close()
+        seen = {Path(fileloc).name for _, fileloc in dags} | {Path(f).name for f in errors}
+        if set(dag_files) <= seen or time.monotonic() > deadline:
+            return sorted(dag_id for dag_id, _ in dags), errors
+        time.sleep(2)
+
+
+def up(timeout: float = 300) -> int:
+    state = _state()
+    port = _choose_port(state)
+    state["port"] = port
+    _save_state(state)
+    env = airflow_env(port)
+    (AIRFLOW_HOME / "logs").mkdir(parents=True, exist_ok=True)
+    if not all(_component_running(c) for c in COMPONENTS):
+        print("Migrating Airflow's metadata database ...", flush=True)
+        result = _airflow(env, "db", "migrate")
+        if result.returncode != 0:
+            raise PlatformError(f"`airflow db migrate` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        for name, slots, description in _pools():
+            _airflow(env, "pools", "set", name, str(slots), description)
+    for component in COMPONENTS:
+        if _component_running(component):
+            continue
+        with open(AIRFLOW_HOME / "logs" / f"{component}.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "airflow", component],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=settings.REPO_ROOT,
+            )
+        _pid_file(component).write_text(str(process.pid))
+    _wait_for_ui(port, timeout)
+    dag_ids, import_errors = _wait_for_dags(env, timeout)
+    _write_env_file(env)
+    print(f"Airflow is up: http://127.0.0.1:{port}  (log in as admin / {env_password_hint()})")
+    print(f"DAGs: {', '.join(dag_ids) if dag_ids else '(none yet)'}")
+    if import_errors:
+        print(f"DAG files that failed to import: {', '.join(import_errors)} — see the UI's import errors.")
+        return 1
+    return 0
+
+
+def env_password_hint() -> str:
+    user_settings = {**read_dotenv(settings.REPO_ROOT / ".env"), **os.environ}
+    if user_settings.get("AIRFLOW_ADMIN_PASSWORD"):
+        return "the password in AIRFLOW_ADMIN_PASSWORD"
+    return "admin"
+
+
+def _pools() -> list[tuple[str, int, str]]:
+    """Pools the DAGs need, declared next to the Cosmos configuration."""
+    try:
+        from include.cosmos_config import POOLS
+    except ImportError:
+        return []
+    return list(POOLS)
+
+
+def _write_env_file(env: dict[str, str]) -> None:
+    keep = [k for k in env if k.startswith(("AIRFLOW", "GREENERY_", "PYTHONPATH")) and k != MARKER]
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.write_text(
+        "# Written by `make up`: source it to run the airflow CLI against the local instance.\n"
+        + "".join(f"export {key}={shlex.quote(env[key])}\n" for key in sorted(keep))
+    )
+
+
+def down(timeout: float = 30) -> None:
+    pids = _our_processes()
+    for component in COMPONENTS:
+        _pid_file(component).unlink(missing_ok=True)
+    if not pids:
+        print("Airflow: nothing to stop.")
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _our_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in _our_processes():  # whatever ignored SIGTERM
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    print("Airflow stopped.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.local_airflow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            return up()
+        down()
+        return 0
+    except (PlatformError, ClusterError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

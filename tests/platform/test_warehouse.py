@@ -1,0 +1,121 @@
+"""`make warehouse` / `make down` behaviour: idempotent, never attaches to a server that is not ours, and a clear
+message when the PostgreSQL server package is missing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from include import pgcluster
+from tests.conftest import read_env_file, run_module
+
+
+@pytest.fixture
+def server_tmp(session_dir: Path) -> Path:
+    """A temporary directory the unprivileged PostgreSQL user can reach (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(dir=session_dir))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def private_env(server_tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["GREENERY_LOCAL_DIR"] = str(server_tmp / "local")
+    return env
+
+
+def test_start_twice_reuses_the_cluster_and_stop_twice_is_fine(private_env: dict[str, str]) -> None:
+    env = {**private_env, "GREENERY_WAREHOUSE_PORT": str(pgcluster.free_port())}
+    first = run_module("include.warehouse", "start", env=env)
+    try:
+        assert first.returncode == 0, first.stderr
+        assert "Warehouse started" in first.stdout
+        second = run_module("include.warehouse", "start", env=env)
+        assert second.returncode == 0 and "already running" in second.stdout
+        values = read_env_file(Path(env["GREENERY_LOCAL_DIR"]) / "warehouse.env")
+        assert values["PGPORT"] == env["GREENERY_WAREHOUSE_PORT"]
+        assert values["PGDATABASE"] == "greenery"
+        assert '"conn_type": "postgres"' in values["AIRFLOW_CONN_GREENERY_WAREHOUSE"]
+        # The password is in the env file for `source` and psql, but never printed.
+        assert values["PGPASSWORD"] not in first.stdout + second.stdout
+        import psycopg2
+
+        conn = psycopg2.connect(
+            **{
+                "host": values["PGHOST"],
+                "port": values["PGPORT"],
+                "user": values["PGUSER"],
+                "password": values["PGPASSWORD"],
+                "dbname": "airflow",
+            }
+        )
+        conn.close()
+    finally:
+        stop = run_module("include.warehouse", "stop", env=env)
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    again = run_module("include.warehouse", "stop", env=env)
+    assert again.returncode == 0 and "not running" in again.stdout
+    status = run_module("include.warehouse", "status", env=env)
+    assert status.returncode == 1 and "make warehouse" in status.stdout
+
+
+def test_down_with_nothing_ever_started(private_env: dict[str, str]) -> None:
+    for module in ("include.local_airflow", "include.warehouse"):
+        result = run_module(module, "down" if module.endswith("airflow") else "stop", env=private_env)
+        assert result.returncode == 0, result.stderr
+        assert "nothing to stop" in result.stdout.lower()
+
+
+def test_a_port_in_use_by_another_program_is_never_attached_to(private_env: dict[str, str]) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        env = {**private_env, "GREENERY_WAREHOUSE_PORT": str(taken)}
+        result = run_module("include.warehouse", "start", env=env)
+        try:
+            assert result.returncode == 0, result.stderr
+            assert f"Port {taken} is in use by another program" in result.stdout
+            values = read_env_file(Path(env["GREENERY_LOCAL_DIR"]) / "warehouse.env")
+            assert values["PGPORT"] != str(taken)
+        finally:
+            run_module("include.warehouse", "stop", env=env)
+
+
+def test_missing_server_binaries_give_one_clear_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from include import settings, warehouse
+
+    monkeypatch.setattr(pgcluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pgcluster.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(settings, "LOCAL_DIR", tmp_path / "local")
+    assert warehouse.main(["start"]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install postgresql" in err
+    assert err.count("\n") == 1, "one message, no traceback"
+    assert not (tmp_path / "local").exists(), "nothing half-created"
+
+
+def test_stale_pid_file_after_a_crash_is_recovered(server_tmp: Path) -> None:
+    import signal
+    import time
+
+    cluster = pgcluster.PgCluster(server_tmp / "pg", durable=False)
+    cluster.start()
+    try:
+        os.kill(cluster.server_pid(), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while cluster.is_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (cluster.data_dir / "postmaster.pid").exists(), "the crash should leave its pid file behind"
+        cluster.start()
+        assert cluster.is_running()
+        cluster.create_database("after_crash")
+    finally:
+        cluster.destroy()

@@ -1,0 +1,43 @@
+"""Docker cannot run on the machines this project is developed on, so the image is checked statically: its base is
+the Astro Runtime line of the pinned Airflow, and everything it relies on exists in the repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dockerfile_lines() -> list[str]:
+    lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def test_base_image_is_a_pinned_astro_runtime_of_the_pinned_airflow() -> None:
+    base = next(line for line in _dockerfile_lines() if line.upper().startswith("FROM "))
+    match = re.fullmatch(r"FROM astrocrpublic\.azurecr\.io/runtime:(\d+)\.(\d+)-(\d+)", base)
+    assert match, f"base image is not a pinned Astro Runtime 3.x tag: {base}"
+    pinned = re.search(r"^apache-airflow==(\d+)\.(\d+)\.\d+$", (REPO_ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned, "requirements.txt does not pin apache-airflow"
+    assert match.group(1, 2) == pinned.group(1, 2), "Astro Runtime line and pinned Airflow differ"
+
+
+def test_files_the_astro_build_reads_exist() -> None:
+    # The runtime image's ONBUILD steps copy these; a missing one fails `astro dev start`.
+    for name in ("requirements.txt", "packages.txt", "dags", "include", "dbt/greenery/dbt_project.yml"):
+        assert (REPO_ROOT / name).exists(), f"{name} is missing"
+
+
+def test_build_steps_point_at_paths_that_exist() -> None:
+    text = "\n".join(_dockerfile_lines())
+    project_dir = re.search(r"GREENERY_DBT_PROJECT_DIR=/usr/local/airflow/([\w./-]+)", text)
+    assert project_dir and (REPO_ROOT / project_dir.group(1) / "dbt_project.yml").is_file()
+    for path in re.findall(r"\bcd ([\w./-]+)", text):
+        assert (REPO_ROOT / path).is_dir(), f"Dockerfile cds into {path}, which is not in the repository"
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
+    ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
+    for entry in (".local", ".env", "dbt/greenery/target", ".venv"):
+        assert entry in ignored, f".dockerignore does not exclude {entry}"
