@@ -111,6 +111,9 @@ def airflow_env(port: int) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": state["jwt_secret"],
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__COSMOS__CACHE_DIR": str(settings.LOCAL_DIR / "cosmos-cache"),
+        # Cosmos would post usage events on every parse and run; keep everything on this machine.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
         "AIRFLOW_CONN_GREENERY_WAREHOUSE": warehouse_connection_json(pg),
         "GREENERY_DBT_DOCS_DIR": str(settings.DBT_DOCS_DIR),
         # The live shop simulator DAG exists only on this local platform, never in production.

@@ -49,6 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
             # Cosmos writes its dbt-ls cache and temporary projects here, not into the repository.
             "AIRFLOW__COSMOS__CACHE_DIR": str(base / "cosmos-cache"),
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "DO_NOT_TRACK": "1",
             "GREENERY_LOCAL_DIR": str(base / "local"),
             "GREENERY_DBT_DOCS_DIR": str(base / "dbt-docs"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
