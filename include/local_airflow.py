@@ -78,6 +78,8 @@ def _save_state(state: dict) -> None:
 
 def airflow_env(port: int) -> dict[str, str]:
     """The environment of every Airflow process of the local platform."""
+    from include.cosmos_config import dbt_docs_projects_setting
+
     pg = cluster()
     if not pg.is_initialized() or not pg.is_running():
         raise PlatformError("The warehouse is not running: start it with `make warehouse`.")
@@ -116,6 +118,8 @@ def airflow_env(port: int) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "AIRFLOW_CONN_GREENERY_WAREHOUSE": warehouse_connection_json(pg),
         "GREENERY_DBT_DOCS_DIR": str(settings.DBT_DOCS_DIR),
+        # Cosmos' Airflow 3 plugin serves the docs the daily DAG writes there (Browse > dbt Docs).
+        "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": dbt_docs_projects_setting(),
         # The live shop simulator DAG exists only on this local platform, never in production.
         "GREENERY_DEV_SIMULATOR": user_settings.get("GREENERY_DEV_SIMULATOR", "1"),
     }
@@ -267,21 +271,12 @@ def up(timeout: float = 300) -> int:
             raise PlatformError(f"`airflow db migrate` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
         for name, slots, description in _pools():
             _airflow(env, "pools", "set", name, str(slots), description)
-    for component in COMPONENTS:
-        if _component_running(component):
-            continue
-        with open(AIRFLOW_HOME / "logs" / f"{component}.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", component],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=settings.REPO_ROOT,
-            )
-        _pid_file(component).write_text(str(process.pid))
+    # The api-server first: task processes report to its execution API, so a scheduler that started together with
+    # it could queue the first tasks before it listens, and they would fail at once.
+    _start_component("api-server", env)
     _wait_for_ui(port, timeout)
+    for component in COMPONENTS[1:]:
+        _start_component(component, env)
     dag_ids, import_errors = _wait_for_dags(env, timeout)
     _write_env_file(env)
     print(f"Airflow is up: http://127.0.0.1:{port}  (log in as admin / {env_password_hint()})")
@@ -290,6 +285,22 @@ def up(timeout: float = 300) -> int:
         print(f"DAG files that failed to import: {', '.join(import_errors)} — see the UI's import errors.")
         return 1
     return 0
+
+
+def _start_component(component: str, env: dict[str, str]) -> None:
+    if _component_running(component):
+        return
+    with open(AIRFLOW_HOME / "logs" / f"{component}.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", component],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=settings.REPO_ROOT,
+        )
+    _pid_file(component).write_text(str(process.pid))
 
 
 def env_password_hint() -> str:
@@ -301,10 +312,8 @@ def env_password_hint() -> str:
 
 def _pools() -> list[tuple[str, int, str]]:
     """Pools the DAGs need, declared next to the Cosmos configuration."""
-    try:
-        from include.cosmos_config import POOLS
-    except ImportError:
-        return []
+    from include.cosmos_config import POOLS
+
     return list(POOLS)
 
 

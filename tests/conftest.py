@@ -56,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         }
     )
+    from include.cosmos_config import dbt_docs_projects_setting  # reads the paths set just above
+
+    os.environ["AIRFLOW__COSMOS__DBT_DOCS_PROJECTS"] = dbt_docs_projects_setting()
     # Connections and variables of the developer's shell must not leak into tests.
     for key in list(os.environ):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")) or key in ("SLACK_WEBHOOK_URL", "PGPASSWORD"):
