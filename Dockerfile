@@ -8,6 +8,7 @@ ENV PYTHONPATH=/usr/local/airflow \
     GREENERY_DBT_PROJECT_DIR=/usr/local/airflow/dbt/greenery \
     GREENERY_DBT_DOCS_DIR=/usr/local/airflow/dbt-docs \
     AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
+    AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI=True \
     AIRFLOW__COSMOS__DBT_DOCS_PROJECTS='{"greenery": {"dir": "/usr/local/airflow/dbt-docs", "index": "index.html", "name": "dbt Docs (greenery)"}}'
 
 # The DAGs render from dbt's manifest: parse once at build time instead of running `dbt ls` on every DAG parse.

@@ -47,8 +47,10 @@ browser: ## Install Debian's chromium for the browser tests (needs root or sudo)
 warehouse: $(VENV)/.runtime ## Start the local PostgreSQL warehouse (idempotent)
 	@$(PY) -m include.warehouse start
 
+# Written beside and moved into place, so a DAG parse never reads a half-written manifest.
 manifest: $(VENV)/.runtime ## Parse the dbt project into target/manifest.json (the DAGs render from it)
-	@cd $(DBT_DIR) && ../../$(VENV)/bin/dbt parse --quiet --profiles-dir . --project-dir . && echo "dbt manifest: $(DBT_DIR)/target/manifest.json"
+	@cd $(DBT_DIR) && ../../$(VENV)/bin/dbt parse --quiet --profiles-dir . --project-dir . --target-path target/.parse \
+		&& mv target/.parse/manifest.json target/manifest.json && echo "dbt manifest: $(DBT_DIR)/target/manifest.json"
 
 load: warehouse ## Load raw data: SCALE=N [DAYS=D] [SEED=S], or CSV=DIR for course-format CSV files
 	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load \

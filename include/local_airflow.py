@@ -115,6 +115,8 @@ def airflow_env(port: int) -> dict[str, str]:
         "AIRFLOW__COSMOS__CACHE_DIR": str(settings.LOCAL_DIR / "cosmos-cache"),
         # Cosmos would post usage events on every parse and run; keep everything on this machine.
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        # Asset URIs in Airflow 3's form (postgres://host:port/greenery/<schema>/<table>).
+        "AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI": "True",
         "DO_NOT_TRACK": "1",
         "AIRFLOW_CONN_GREENERY_WAREHOUSE": warehouse_connection_json(pg),
         "GREENERY_DBT_DOCS_DIR": str(settings.DBT_DOCS_DIR),

@@ -50,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
             # Cosmos writes its dbt-ls cache and temporary projects here, not into the repository.
             "AIRFLOW__COSMOS__CACHE_DIR": str(base / "cosmos-cache"),
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI": "True",
             "DO_NOT_TRACK": "1",
             "GREENERY_LOCAL_DIR": str(base / "local"),
             "GREENERY_DBT_DOCS_DIR": str(base / "dbt-docs"),

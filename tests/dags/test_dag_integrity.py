@@ -20,7 +20,7 @@ def _dag_bag(monkeypatch: pytest.MonkeyPatch, simulator: bool):
     for key in list(os.environ):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
             monkeypatch.delenv(key)
-    return DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+    return DagBag(dag_folder=str(DAGS_DIR))  # examples are off: AIRFLOW__CORE__LOAD_EXAMPLES
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["production", "dev-simulator"])
