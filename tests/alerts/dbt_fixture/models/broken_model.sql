@@ -1,0 +1,1 @@
+select cast('<b>Grüße & 100%</b>' as integer) as impossible

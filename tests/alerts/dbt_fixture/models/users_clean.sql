@@ -1,0 +1,1 @@
+select user_id, updated_at from {{ source('shop', 'users') }}
