@@ -1,0 +1,50 @@
+"""
+### greenery_daily: the whole dbt project, once a day
+
+**When**: every day at 06:00 UTC (`GREENERY_DAILY_HOUR`); one run at a time. A scheduled run processes its
+data interval, the 24 hours before it. Trigger it by hand with the form to reprocess chosen days or to
+rebuild the incremental models (`full_refresh`); backfill with `airflow backfill create --dag-id
+greenery_daily --from-date 2024-01-01 --to-date 2024-01-07` or the UI's Backfill button.
+
+**What runs**: `validate_params` (checks the trigger parameters, no dbt) → `source_freshness` →
+`snapshots` → `models` (each dbt model is a task, its data tests a task right after it; a source's tests run
+before the models that read it) → `docs_generate` (Browse > dbt Docs (greenery)).
+
+**When it fails**: the failed task names the dbt node; its log shows dbt's error. A failed *test* means bad
+data: fix the data or the model, then clear the test task (tests are never retried automatically). A failed
+*model* has already been retried twice: check the warehouse, then clear the task. A failed
+`source_freshness` means a raw table stopped receiving rows; the build still ran
+(`GREENERY_FRESHNESS_BLOCKS=1` makes it stop instead).
+"""
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import DAG
+
+from include import alerts, dag_params, dbt_tasks
+
+DAG_ID = "greenery_daily"
+# Every dbt command of a run reprocesses the same validated window and honours full_refresh.
+DBT_ARGS = {"vars": dag_params.dbt_vars(), "full_refresh": dag_params.full_refresh_template()}
+
+with DAG(
+    dag_id=DAG_ID,
+    schedule=dbt_tasks.daily_schedule(),
+    start_date=pendulum.datetime(2021, 1, 1, tz="UTC"),  # before the first greenery order: backfills reach it
+    catchup=False,  # a new deployment must not replay every day since start_date; backfill on purpose
+    max_active_runs=1,
+    dagrun_timeout=dt.timedelta(hours=3),
+    default_args=dbt_tasks.default_args(),
+    params=dag_params.PARAMS,
+    on_success_callback=alerts.on_dag_success,  # "recovered" after a failed run
+    on_failure_callback=alerts.on_dag_failure,  # a run that timed out
+    deadline=alerts.daily_deadline(),  # "still not done" when a run takes too long
+    doc_md=__doc__,
+    tags=["greenery", "dbt", "daily"],
+):
+    validated = dag_params.validate_params_task()
+    freshness = dbt_tasks.source_freshness(DAG_ID, DBT_ARGS)
+    snapshots = dbt_tasks.snapshot_group(DBT_ARGS)
+    dbt_tasks.freshness_then_snapshots(validated, freshness, snapshots)
+    snapshots >> dbt_tasks.model_group(DBT_ARGS) >> dbt_tasks.docs_generate(DAG_ID, DBT_ARGS)

@@ -1,0 +1,272 @@
+"""The pieces the greenery DAG files assemble: schedules, default arguments, and the dbt steps
+(source freshness, snapshots, models with their tests, docs).
+
+Settings (environment variables, read when a DAG file is parsed):
+
+- ``GREENERY_DAILY_HOUR``: UTC hour of the daily run (6).
+- ``GREENERY_FRESHNESS_BLOCKS``: ``1`` makes a failed ``dbt source freshness`` stop the daily build; by
+  default (``0``) it fails its own task, which alerts, and the build goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, TaskGroup, TriggerRule
+from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+from cosmos import settings as cosmos_settings
+from cosmos.airflow.graph import exclude_detached_tests_if_needed
+from cosmos.airflow.task_group import DbtTaskGroup
+from cosmos.constants import DbtResourceType, InvocationMode
+from cosmos.dbt.graph import DbtNode
+from cosmos.operators.local import DbtDocsLocalOperator, DbtSourceLocalOperator, DbtTestLocalOperator
+
+from include import alerts, settings
+from include.cosmos_config import (
+    EXECUTION_CONFIG,
+    LOCAL_EXECUTION_CONFIG,
+    PROFILE_CONFIG,
+    PROJECT_CONFIG,
+    SNAPSHOT_POOL,
+    ConfigurationError,
+    render_config,
+)
+
+log = logging.getLogger(__name__)
+
+OWNER = "analytics"
+# Cosmos calls this after every dbt command (also a failed one): it keeps the results in the warehouse's
+# dbt_meta schema and sends the warning alerts (stale sources, tests that ended in warn).
+RECORD_DBT_RESULTS = "include.run_history.record_dbt_artifacts"
+SOURCE_NAME = "greenery"
+MARTS_PATH = "models/marts/"
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
+
+
+def _int_setting(name: str, default: int, low: int, high: int) -> int:
+    value = os.environ.get(name, str(default)).strip()
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigurationError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+    return int(value)
+
+
+def daily_schedule() -> CronTriggerTimetable:
+    """Every day at ``GREENERY_DAILY_HOUR`` UTC; each run's data interval is the 24 hours before it."""
+    hour = _int_setting("GREENERY_DAILY_HOUR", 6, 0, 23)
+    return CronTriggerTimetable(f"0 {hour} * * *", timezone="UTC", interval=dt.timedelta(days=1))
+
+
+def hourly_schedule() -> CronTriggerTimetable:
+    # Half past, so the hourly run does not queue for the snapshot pool behind the daily run on the hour.
+    return CronTriggerTimetable("30 * * * *", timezone="UTC", interval=dt.timedelta(hours=1))
+
+
+def freshness_blocks() -> bool:
+    return _int_setting("GREENERY_FRESHNESS_BLOCKS", 0, 0, 1) == 1
+
+
+def default_args(alert_on_failure: bool = True) -> dict[str, Any]:
+    """Owner, retries and the failure alert of every task: a dbt model that failed on a dropped connection or a
+    lock usually succeeds a few minutes later, so model tasks retry twice with a growing pause (tests never
+    retry). Airflow calls ``on_failure_callback`` only when the last try failed."""
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=10),
+    }
+    if alert_on_failure:
+        args["on_failure_callback"] = alerts.on_task_failure
+    return args
+
+
+def _cache_dir(name: str) -> Path | None:
+    """Where a standalone dbt task keeps dbt's partial-parse file between runs (Cosmos does this for groups)."""
+    if not cosmos_settings.enable_cache:
+        return None
+    path = Path(cosmos_settings.cache_dir) / name
+    (path / "target").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _group_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
+    return {"callback": RECORD_DBT_RESULTS, **(operator_args or {})}
+
+
+def _dbt_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "project_dir": str(settings.DBT_PROJECT_DIR),
+        "profile_config": PROFILE_CONFIG,
+        "invocation_mode": InvocationMode.DBT_RUNNER,
+        "install_deps": False,
+        **_group_operator_args(operator_args),
+    }
+
+
+def source_freshness(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:
+    """``dbt source freshness`` for every greenery source table, as one task."""
+    return DbtSourceLocalOperator(
+        task_id="source_freshness",
+        select=f"source:{SOURCE_NAME}",
+        emit_datasets=False,
+        cache_dir=_cache_dir(f"{dag_id}__source_freshness"),
+        # Waiting a few minutes does not make a late source fresh; the alert is what matters.
+        retries=0,
+        doc_md="`dbt source freshness`: how old the newest row of each raw table is. A warning or error "
+        "alerts; with GREENERY_FRESHNESS_BLOCKS=1 an error also stops the build.",
+        **_dbt_operator_args(operator_args),
+    )
+
+
+def _no_retries_on_tests(group: TaskGroup) -> None:
+    """A failing data test does not heal by retrying: fail at once so the alert goes out immediately."""
+    for task in group.iter_tasks():
+        if type(task).__name__.startswith("DbtTest"):
+            task.retries = 0
+
+
+def _assets_only_from_marts(group: TaskGroup) -> None:
+    """Emit Airflow assets from the mart tasks only: the marts are what other DAGs and dashboards consume, and
+    working out a task's assets costs Cosmos about two seconds of parsing dbt artifacts per task."""
+    for task in group.iter_tasks():
+        node = getattr(task, "extra_context", {}).get("dbt_node_config") or {}
+        if getattr(task, "emit_datasets", False) and not node.get("original_file_path", "").startswith(MARTS_PATH):
+            task.emit_datasets = False
+
+
+def _task_name(node: DbtNode) -> str:
+    return node.name
+
+
+def _source_tests(
+    dag: Any,
+    task_group: TaskGroup,
+    node: DbtNode,
+    task_args: dict[str, Any],
+    detached_from_parent: dict[str, list[DbtNode]] | None = None,
+    **_: Any,
+) -> BaseOperator | None:
+    """Render a source as the task that runs its data tests, upstream of the staging models that read it
+    (freshness is checked once for all sources by ``source_freshness``). Tests between two sources run in
+    their own task once both sources passed, as Cosmos does for models."""
+    if not node.has_test:
+        return None
+    task_args = dict(task_args)
+    exclude_detached_tests_if_needed(node, task_args, detached_from_parent)
+    return DbtTestLocalOperator(
+        task_id=f"{node.name}_source_test",
+        dag=dag,
+        task_group=task_group,
+        select=f"source:{node.resource_name}",
+        extra_context={"dbt_node_config": node.context_dict},
+        retries=0,
+        **{**task_args, "emit_datasets": False},
+    )
+
+
+def snapshot_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
+    """Every dbt snapshot, one task each, all in the one-slot ``dbt_snapshots`` pool."""
+    group = DbtTaskGroup(
+        group_id="snapshots",
+        project_config=PROJECT_CONFIG,
+        profile_config=PROFILE_CONFIG,
+        execution_config=LOCAL_EXECUTION_CONFIG,
+        render_config=render_config(
+            select=["resource_type:snapshot"],
+            emit_datasets=False,
+            normalize_task_id=_task_name,
+            normalize_task_display_name=_task_name,
+        ),
+        operator_args={**_group_operator_args(operator_args), "pool": SNAPSHOT_POOL},
+    )
+    _no_retries_on_tests(group)
+    return group
+
+
+def model_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
+    """Every model, one task each with its tests in a task right after it; a source's tests run before the
+    models that read it. A failed test stops only what depends on its model."""
+    group = DbtTaskGroup(
+        group_id="models",
+        project_config=PROJECT_CONFIG,
+        profile_config=PROFILE_CONFIG,
+        execution_config=EXECUTION_CONFIG,
+        render_config=render_config(
+            select=["path:models"],
+            # Exposures are documentation (the dashboard that reads the marts), not something to run.
+            exclude=["resource_type:exposure"],
+            node_converters={DbtResourceType.SOURCE: _source_tests},
+            normalize_task_id=_task_name,
+            normalize_task_display_name=_task_name,
+        ),
+        operator_args=_group_operator_args(operator_args),
+    )
+    _no_retries_on_tests(group)
+    _assets_only_from_marts(group)
+    return group
+
+
+def publish_docs(project_dir: str, **_: Any) -> None:
+    """Cosmos callback of ``docs_generate``: copy the generated site to ``settings.DBT_DOCS_DIR``. Every file is
+    copied beside its final name first and renamed into place only when all are there, so the Airflow UI never
+    serves a half-written file, and a failed generation leaves the previous site whole.
+
+    Cosmos runs callbacks before it reports a failed dbt command, so this one does not raise when files are
+    missing: the task then fails with dbt's own error instead of a missing-file error."""
+    target = Path(project_dir) / "target"
+    missing = [name for name in DOCS_FILES if not (target / name).is_file()]
+    if missing:
+        log.warning("dbt docs generate wrote no %s; the docs published before stay in place.", ", ".join(missing))
+        return
+    docs_dir = settings.DBT_DOCS_DIR
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name in DOCS_FILES:
+            with (
+                open(target / name, "rb") as source,
+                tempfile.NamedTemporaryFile(dir=docs_dir, prefix=f".{name}.", delete=False) as handle,
+            ):
+                staged.append((Path(handle.name), docs_dir / name))
+                shutil.copyfileobj(source, handle)
+        for temporary, final in staged:
+            temporary.chmod(0o644)
+            os.replace(temporary, final)
+    finally:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+
+
+def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:
+    """``dbt docs generate``, published where Cosmos' Airflow plugin serves it (Browse > dbt Docs)."""
+    args = _dbt_operator_args(operator_args)
+    callbacks = args.pop("callback")
+    return DbtDocsLocalOperator(
+        task_id="docs_generate",
+        callback=[*(callbacks if isinstance(callbacks, list) else [callbacks]), publish_docs],
+        emit_datasets=False,
+        cache_dir=_cache_dir(f"{dag_id}__docs_generate"),
+        doc_md=f"`dbt docs generate`, copied to {settings.DBT_DOCS_DIR} and served under Browse > dbt Docs.",
+        **args,
+    )
+
+
+def freshness_then_snapshots(validated: BaseOperator, freshness: BaseOperator, snapshots: TaskGroup) -> None:
+    """Order the start of the daily run: validate, then freshness, then snapshots.
+
+    By default a failed freshness check does not stop the snapshots: they wait for it to finish and run if the
+    parameters were valid (trigger rule ``all_done_min_one_success`` over both). With
+    ``GREENERY_FRESHNESS_BLOCKS=1`` they need it to succeed.
+    """
+    validated >> freshness >> snapshots
+    if not freshness_blocks():
+        validated >> snapshots
+        for root in snapshots.roots:
+            root.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS

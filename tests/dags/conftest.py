@@ -1,0 +1,26 @@
+"""Fixtures for the DAG tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from include import settings
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    """dbt/greenery/target/manifest.json, written by `dbt parse` when `make` has not done it already."""
+    if not settings.DBT_MANIFEST_PATH.is_file():
+        from include.cosmos_config import _dbt_executable
+
+        result = subprocess.run(
+            [_dbt_executable(), "parse", "--profiles-dir", ".", "--project-dir", "."],
+            cwd=settings.DBT_PROJECT_DIR,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"dbt parse failed:\n{result.stdout[-3000:]}"
+    return settings.DBT_MANIFEST_PATH

@@ -1,0 +1,289 @@
+"""The shape of the two dbt DAGs: schedules, ownership, retries, the order of the steps, one task per dbt node,
+the snapshot pool, and that parsing reads the manifest instead of running dbt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from include import settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAGS_DIR = REPO_ROOT / "dags"
+
+
+@pytest.fixture(scope="module")
+def manifest(dbt_manifest: Path) -> dict:
+    return json.loads(dbt_manifest.read_text())
+
+
+@pytest.fixture(scope="module")
+def dags(dbt_manifest: Path) -> dict:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_DIR))
+    assert bag.import_errors == {}, bag.import_errors
+    return bag.dags
+
+
+@pytest.fixture(scope="module")
+def daily(dags):
+    return dags["greenery_daily"]
+
+
+@pytest.fixture(scope="module")
+def hourly(dags):
+    return dags["greenery_hourly_snapshot"]
+
+
+def _names(manifest: dict, resource_type: str) -> set[str]:
+    return {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == resource_type}
+
+
+def _is_test(task) -> bool:
+    return type(task).__name__.startswith("DbtTest")
+
+
+def test_daily_runs_once_a_day_at_the_configured_hour_one_run_at_a_time(daily) -> None:
+    assert daily.timetable.expression == "0 6 * * *"
+    assert str(daily.timetable.timezone) == "UTC"
+    assert daily.max_active_runs == 1
+    assert daily.catchup is False
+    assert daily.dagrun_timeout == dt.timedelta(hours=3)
+    assert {"greenery", "dbt", "daily"} <= set(daily.tags)
+    assert daily.default_args["owner"] == "analytics"
+    assert daily.default_args["retries"] >= 2
+    assert daily.doc_md.strip().startswith("### greenery_daily")
+
+
+def test_hourly_runs_every_hour_one_run_at_a_time(hourly) -> None:
+    assert hourly.timetable.expression == "30 * * * *"
+    assert hourly.max_active_runs == 1
+    assert hourly.catchup is False
+    assert {"greenery", "dbt", "hourly"} <= set(hourly.tags)
+    assert hourly.default_args["owner"] == "analytics"
+    assert hourly.default_args["retries"] >= 2
+
+
+def test_the_daily_hour_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from include import dbt_tasks
+    from include.cosmos_config import ConfigurationError
+
+    monkeypatch.setenv("GREENERY_DAILY_HOUR", "22")
+    assert dbt_tasks.daily_schedule().expression == "0 22 * * *"
+    monkeypatch.setenv("GREENERY_DAILY_HOUR", "25")
+    with pytest.raises(ConfigurationError, match="GREENERY_DAILY_HOUR='25' must be a whole number from 0 to 23"):
+        dbt_tasks.daily_schedule()
+
+
+def test_the_trigger_form_offers_full_refresh_and_a_date_window(daily) -> None:
+    params = daily.params
+    assert params["full_refresh"] is False
+    assert params["start_date"] is None and params["end_date"] is None
+    schema = {name: params.get_param(name).schema for name in ("full_refresh", "start_date", "end_date")}
+    assert schema["full_refresh"]["type"] == "boolean"
+    assert schema["start_date"]["format"] == schema["end_date"]["format"] == "date"
+    assert "__cosmos_telemetry_metadata__" not in params
+
+
+def test_airflow_rejects_a_malformed_date_before_it_creates_the_run(daily) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    # What the scheduler side does with a trigger's conf (UI form, REST API, CLI, dag.test) before any task runs.
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(daily))
+    with pytest.raises(ValueError, match="Invalid input for param start_date: '2024-02-30' is not a 'date'"):
+        scheduler_dag.params.deep_merge({"start_date": "2024-02-30"}).validate()
+
+
+def test_daily_order_is_validate_freshness_snapshots_models_docs(daily) -> None:
+    tasks = {task.task_id: task for task in daily.tasks}
+    snapshot_ids = {t for t in tasks if t.startswith("snapshots.")}
+    model_ids = {t for t in tasks if t.startswith("models.")}
+    assert tasks["validate_params"].upstream_task_ids == set()
+    assert tasks["source_freshness"].upstream_task_ids == {"validate_params"}
+    for task_id in snapshot_ids:
+        ancestors = tasks[task_id].get_flat_relative_ids(upstream=True)
+        assert {"validate_params", "source_freshness"} <= ancestors, task_id
+    for task_id in model_ids:
+        ancestors = tasks[task_id].get_flat_relative_ids(upstream=True)
+        assert snapshot_ids <= ancestors, f"{task_id} does not wait for the snapshots"
+    assert tasks["docs_generate"].get_flat_relative_ids(upstream=True) == set(tasks) - {"docs_generate"}
+    assert tasks["docs_generate"].downstream_task_ids == set()
+
+
+def test_every_model_of_the_dbt_project_has_its_own_task_followed_by_its_tests(daily, manifest) -> None:
+    task_ids = {task.task_id for task in daily.tasks}
+    models = _names(manifest, "model")
+    assert models, "the manifest has no models"
+    missing = {m for m in models if f"models.{m}.run" not in task_ids and f"models.{m}" not in task_ids}
+    assert not missing, f"models without a task: {sorted(missing)}"
+    tested = {name for name in models if f"models.{name}.test" in task_ids}
+    for name in tested:
+        assert daily.get_task(f"models.{name}.test").upstream_task_ids == {f"models.{name}.run"}
+
+
+def test_source_tests_run_before_the_staging_models_that_read_the_source(daily, manifest) -> None:
+    sources_with_tests = {
+        node["depends_on"]["nodes"][0]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        and len(node["depends_on"]["nodes"]) == 1
+        and node["depends_on"]["nodes"][0].startswith("source.")
+    }
+    assert sources_with_tests
+    for unique_id in sources_with_tests:
+        table = unique_id.split(".")[-1]
+        task = daily.get_task(f"models.greenery_{table}_source_test")
+        readers = {t for t in task.downstream_task_ids if t.endswith(".run")}
+        assert readers, f"nothing reads source {table} after its tests"
+
+
+def test_model_tasks_retry_with_back_off_and_tests_never_retry(daily, hourly) -> None:
+    model_runs = [t for t in daily.tasks if t.task_id.startswith("models.") and t.task_id.endswith(".run")]
+    assert model_runs
+    for task in model_runs:
+        assert task.retries >= 2, task.task_id
+        assert task.retry_exponential_backoff > 1, task.task_id
+    tests = [t for dag in (daily, hourly) for t in dag.tasks if _is_test(t)]
+    assert tests
+    assert {t.task_id: t.retries for t in tests if t.retries != 0} == {}
+    assert daily.get_task("validate_params").retries == 0
+
+
+def test_hourly_dag_runs_only_the_snapshots(hourly, manifest) -> None:
+    snapshots = _names(manifest, "snapshot")
+    assert snapshots
+    assert all(t.task_id.startswith("snapshots.") for t in hourly.tasks)
+    assert {type(t).__name__ for t in hourly.tasks if not _is_test(t)} == {"DbtSnapshotLocalOperator"}
+    assert {t.task_id.split(".")[1] for t in hourly.tasks if not _is_test(t)} == snapshots
+
+
+def test_every_snapshot_task_of_both_dags_shares_the_one_slot_pool(daily, hourly) -> None:
+    from include.cosmos_config import POOLS, SNAPSHOT_POOL
+
+    assert (SNAPSHOT_POOL, 1) in [(name, slots) for name, slots, _ in POOLS]
+    snapshot_tasks = [t for dag in (daily, hourly) for t in dag.tasks if type(t).__name__ == "DbtSnapshotLocalOperator"]
+    assert len(snapshot_tasks) >= 2
+    assert {t.pool for t in snapshot_tasks} == {SNAPSHOT_POOL}
+    other = [t.task_id for t in daily.tasks if not t.task_id.startswith("snapshots.") and t.pool == SNAPSHOT_POOL]
+    assert other == []
+
+
+def test_freshness_does_not_block_the_build_unless_configured(daily, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    roots = [daily.get_task(t) for t in daily.task_ids if t.startswith("snapshots.")]
+    roots = [t for t in roots if "source_freshness" in t.upstream_task_ids]
+    assert roots
+    for task in roots:
+        assert task.trigger_rule == "all_done_min_one_success"
+        assert task.upstream_task_ids >= {"validate_params", "source_freshness"}
+
+    monkeypatch.setenv("GREENERY_FRESHNESS_BLOCKS", "1")
+    blocking = DagBag(dag_folder=str(DAGS_DIR / "greenery_daily.py")).dags["greenery_daily"]
+    for task in (blocking.get_task(t.task_id) for t in roots):
+        assert task.trigger_rule == "all_success"
+        assert task.upstream_task_ids == {"source_freshness"}
+
+
+def test_dbt_tasks_receive_the_validated_window_and_full_refresh(daily) -> None:
+    run = next(t for t in daily.tasks if t.task_id.endswith(".run"))
+    assert "xcom_pull(task_ids='validate_params')['start_date']" in run.vars["start_date"]
+    assert "xcom_pull(task_ids='validate_params')['end_date']" in run.vars["end_date"]
+    assert "['full_refresh']" in run.full_refresh
+    assert "vars" in run.template_fields and "full_refresh" in run.template_fields
+
+
+def test_mart_tasks_emit_assets(daily) -> None:
+    assert daily.get_task("models.product_funnel.run").emit_datasets is True
+
+
+def test_parsing_reads_the_manifest_and_runs_no_dbt(daily) -> None:
+    from cosmos.constants import LoadMode
+
+    groups = daily.task_group_dict
+    for group_id in ("snapshots", "models"):
+        assert groups[group_id].dbt_graph.load_method == LoadMode.DBT_MANIFEST
+
+
+def test_execution_mode_is_one_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cosmos.constants import ExecutionMode
+
+    from include import cosmos_config
+
+    monkeypatch.setenv(cosmos_config.EXECUTION_MODE_ENV, "WATCHER")
+    assert cosmos_config.execution_mode() == ExecutionMode.WATCHER
+    monkeypatch.delenv(cosmos_config.EXECUTION_MODE_ENV)
+    assert cosmos_config.execution_mode() == ExecutionMode(cosmos_config.DEFAULT_EXECUTION_MODE)
+    monkeypatch.setenv(cosmos_config.EXECUTION_MODE_ENV, "kubernetes")
+    with pytest.raises(cosmos_config.ConfigurationError, match="use one of local, watcher"):
+        cosmos_config.execution_mode()
+
+
+def _parse_in_subprocess(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+
+
+def test_watcher_mode_renders_a_producer_and_keeps_tests_without_retries(dbt_manifest: Path) -> None:
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_DIR / 'greenery_daily.py')!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "dag = bag.dags['greenery_daily']\n"
+        "print(sorted({type(t).__name__ for t in dag.tasks}))\n"
+        "print(sorted(t.task_id for t in dag.tasks if type(t).__name__.startswith('DbtTest') and t.retries))\n"
+    )
+    result = _parse_in_subprocess(code, GREENERY_COSMOS_EXECUTION_MODE="watcher")
+    assert result.returncode == 0, result.stderr[-3000:]
+    classes, retried_tests = result.stdout.strip().splitlines()[-2:]
+    assert "DbtProducerWatcherOperator" in classes and "DbtRunWatcherOperator" in classes
+    assert "DbtSnapshotLocalOperator" in classes  # snapshots stay LOCAL so the pool holds the writing process
+    assert retried_tests == "[]"
+
+
+def test_without_a_manifest_the_dags_fall_back_to_dbt_ls(tmp_path: Path, airflow_db: str) -> None:
+    import shutil
+
+    project = tmp_path / "greenery"
+    shutil.copytree(settings.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_DIR / 'greenery_hourly_snapshot.py')!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "dag = bag.dags['greenery_hourly_snapshot']\n"
+        "print(dag.task_group_dict['snapshots'].dbt_graph.load_method.value, len(dag.tasks))\n"
+    )
+    result = _parse_in_subprocess(code, GREENERY_DBT_PROJECT_DIR=str(project))
+    assert result.returncode == 0, result.stderr[-3000:]
+    method, tasks = result.stdout.strip().splitlines()[-1].split()
+    assert method in ("dbt_ls", "dbt_ls_cache")
+    assert int(tasks) >= 2
+
+
+def test_alerts_and_run_history_are_wired_into_every_dbt_task(daily, hourly) -> None:
+    from include import alerts
+    from include.dbt_tasks import RECORD_DBT_RESULTS, publish_docs
+
+    for dag in (daily, hourly):
+        assert dag.default_args["on_failure_callback"] is alerts.on_task_failure
+        assert dag.on_success_callback is alerts.on_dag_success or alerts.on_dag_success in dag.on_success_callback
+        dbt_tasks = [t for t in dag.tasks if type(t).__module__.startswith("cosmos.")]
+        assert dbt_tasks
+        for task in dbt_tasks:
+            callbacks = task.callback if isinstance(task.callback, list) else [task.callback]
+            assert RECORD_DBT_RESULTS in callbacks, task.task_id
+    assert publish_docs in daily.get_task("docs_generate").callback
+    assert daily.deadline, "greenery_daily has no deadline alert"
