@@ -1,0 +1,365 @@
+"""Section 2: the daily DAG run by Airflow's real scheduler and LocalExecutor against the same dbt work in one
+shell, in alternating pairs, for every Cosmos execution mode the DAG configuration allows.
+
+Both sides of a pair run on the same warehouse and data, with the same dbt threads and the same dbt vars: one
+day's window, as a manual run of the DAG for that day sends them. Each pair processes another day, as
+consecutive daily runs do (so neither side profits from dbt's partial-parse file of the pair before). The DAG
+run's wall time is the metadata DB's ``dag_run.end_date - queued_at`` (the scheduler's pick-up latency
+included, the CLI's start-up not); bare dbt's is its commands back to back, each a fresh ``dbt`` process as a
+shell would run it.
+
+The smoke size measures ``greenery_hourly_snapshot`` (four tasks) against ``dbt build --select
+resource_type:snapshot`` instead: the same code, a run short enough for CI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import profiles
+from bench.measure import BenchError, MemorySampler, log, ratio, summary
+from bench.sizes import Size
+from bench.stack import Stack
+from bench.task_logs import log_tail, parse_dbt_output, read_task_log
+
+DAILY_DAG = "greenery_daily"
+HOURLY_DAG = "greenery_hourly_snapshot"
+TERMINAL = ("success", "failed")
+SOURCE_SELECTOR = "source:greenery"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One DAG and the bare dbt commands that do the same work, for one day's window."""
+
+    dag_id: str
+    conf: dict[str, str] | None
+    dbt_vars: dict[str, str]
+    bare_commands: tuple[tuple[str, ...], ...]
+
+
+def day_window(day: dt.date) -> tuple[dict[str, str], dict[str, str]]:
+    """(DAG trigger conf, dbt vars) for one day: the DAG turns the conf into exactly these vars."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    conf = {"start_date": day.isoformat(), "end_date": day.isoformat()}
+    dbt_vars = {"start_date": start.isoformat(), "end_date": (start + dt.timedelta(days=1)).isoformat()}
+    return conf, dbt_vars
+
+
+def daily_workload(day: dt.date) -> Workload:
+    """greenery_daily against what a BashOperator (or a person in a shell) would run for the same work.
+
+    The DAG runs the snapshots once, then every model with its tests; a plain ``dbt build`` would run the
+    snapshots a second time, so it excludes them to do the same work.
+    """
+    conf, dbt_vars = day_window(day)
+    vars_arg = ("--vars", json.dumps(dbt_vars))
+    return Workload(
+        dag_id=DAILY_DAG,
+        conf=conf,
+        dbt_vars=dbt_vars,
+        bare_commands=(
+            ("source", "freshness", "--select", SOURCE_SELECTOR, *vars_arg),
+            ("snapshot", *vars_arg),
+            ("build", "--exclude", "resource_type:snapshot", *vars_arg),
+            ("docs", "generate", *vars_arg),
+        ),
+    )
+
+
+def hourly_workload(day: dt.date) -> Workload:
+    """greenery_hourly_snapshot (snapshots and their tests) against ``dbt build`` of the snapshots."""
+    _, dbt_vars = day_window(day)
+    return Workload(
+        dag_id=HOURLY_DAG,
+        conf=None,
+        dbt_vars=dbt_vars,
+        bare_commands=(("build", "--select", "resource_type:snapshot"),),
+    )
+
+
+def _shell_form(argv: tuple[str, ...]) -> str:
+    """``dbt build --exclude ... --vars <window>`` as the page shows it."""
+    shown = ["<window>" if previous == "--vars" else a for previous, a in zip(("", *argv[:-1]), argv, strict=True)]
+    return "dbt " + " ".join(shown)
+
+
+def run_bare_dbt(stack: Stack, workload: Workload) -> dict[str, Any]:
+    commands = []
+    total = 0.0
+    for argv in workload.bare_commands:
+        result = stack.dbt(*argv)
+        timing = parse_dbt_output(result.stdout.splitlines())
+        commands.append(
+            {
+                "command": _shell_form(argv),
+                "exit_code": result.returncode,
+                "seconds": round(result.seconds, 3),
+                "peak_rss_mb": round(result.peak_rss_mb, 1),
+                "dbt_work_seconds": timing.work_seconds,
+                "dbt": timing.as_dict(),
+            }
+        )
+        total += result.seconds
+        # A stale source makes `dbt source freshness` exit 1; a shell with `;` goes on, and so does the DAG.
+        if result.returncode != 0 and argv[0] != "source":
+            result.check("bare dbt")
+    node_seconds = sum(c["dbt"]["node_seconds"] for c in commands)
+    work_seconds = sum(c["dbt_work_seconds"] for c in commands)
+    return {
+        "seconds": round(total, 3),
+        "dbt_node_seconds": round(node_seconds, 3),
+        "dbt_work_seconds": round(work_seconds, 3),
+        "overhead_seconds": round(total - work_seconds, 3),
+        "peak_rss_mb": round(max(c["peak_rss_mb"] for c in commands), 1),
+        "ok": all(c["exit_code"] == 0 for c in commands),
+        "commands": commands,
+    }
+
+
+# -- Airflow side ----------------------------------------------------------------------------------------------
+def _component_sessions(stack: Stack) -> set[int]:
+    sessions = set()
+    for pid_file in stack.airflow_home.glob("*.pid"):
+        try:
+            sessions.add(int(pid_file.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sessions
+
+
+def platform_processes(stack: Stack) -> list[psutil.Process]:
+    """Every process of the benchmark's Airflow (components, executor workers, task processes)."""
+    sessions = _component_sessions(stack)
+    found = []
+    for process in psutil.process_iter():
+        if _sid(process.pid) in sessions:
+            found.append(process)
+    return found
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[3])  # state, ppid, pgrp, session
+
+
+def classify(process: psutil.Process) -> str:
+    """Airflow 3 sets process titles: 'airflow worker -- LocalExecutor: ...' is an executor worker (it supervises
+    the task), 'airflow worker -- <task instance id>' the task process it forked."""
+    cmdline = " ".join(process.cmdline())
+    if cmdline.startswith("airflow worker -- LocalExecutor"):
+        return "executor_worker"
+    if cmdline.startswith("airflow worker --"):
+        return "task"
+    for component in ("scheduler", "dag-processor", "triggerer", "api_server", "api-server"):
+        if component in cmdline:
+            return component.replace("_", "-")
+    return "other"
+
+
+def quiesce(stack: Stack, timeout: float = 600) -> None:
+    """Wait until nothing runs. The benchmark's scheduler creates no scheduled runs (``use_job_schedule`` off), so
+    this only waits for a run left over from a restart."""
+    stack.wait_until_idle(timeout=timeout)
+
+
+def _wait_for_serialized_mode(stack: Stack, mode: str, timeout: float = 300) -> None:
+    """After a restart in another mode, wait until the dag-processor has stored the DAG as that mode renders it
+    (WATCHER adds a producer task)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = stack.airflow_query(
+            "select position('dbt_producer_watcher' in coalesce(data::text, '')) > 0 from serialized_dag "
+            "where dag_id = %s order by last_updated desc limit 1",
+            (DAILY_DAG,),
+        )
+        if rows and rows[0][0] == (mode == "watcher"):
+            return
+        time.sleep(3)
+    raise BenchError(f"the dag-processor did not re-render {DAILY_DAG} in {mode} mode within {timeout:.0f} s")
+
+
+def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600) -> dict[str, Any]:
+    """Trigger one run with the CLI, follow it in the metadata DB, and split every task's time from its log."""
+    dag_id = workload.dag_id
+    trigger = ["dags", "trigger", dag_id, "--run-id", run_id]
+    if workload.conf:
+        trigger += ["--conf", json.dumps(workload.conf)]
+    with MemorySampler(lambda: platform_processes(stack), interval=0.25, classify=classify) as memory:
+        stack.airflow(*trigger).check(f"triggering {dag_id}")
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = stack.airflow_query(
+                "select state, queued_at, start_date, end_date from dag_run where dag_id = %s and run_id = %s",
+                (dag_id, run_id),
+            )
+            if rows and rows[0][0] in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"{dag_id} run {run_id} did not finish within {timeout:.0f} s")
+            time.sleep(1)
+    state, queued_at, started, ended = rows[0]
+    tasks = _task_breakdown(stack, dag_id, run_id)
+    task_peaks = sorted(p.rss_mb for p in memory.peaks.values() if p.name == "task")
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": state,
+        "seconds": round((ended - queued_at).total_seconds(), 3),
+        "running_seconds": round((ended - started).total_seconds(), 3),
+        "tasks": tasks,
+        "task_count": len(tasks),
+        "memory": {
+            "peak_platform_rss_mb": round(memory.peak_total_mb, 1),
+            "peak_by_process_kind_mb": {k: round(v, 1) for k, v in sorted(memory.peak_label_totals_mb.items())},
+            "peak_task_process_rss_mb": round(task_peaks[-1], 1) if task_peaks else None,
+            "median_task_process_peak_rss_mb": round(statistics.median(task_peaks), 1) if task_peaks else None,
+            "samples": memory.samples,
+        },
+    }
+
+
+def _task_breakdown(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    rows = stack.airflow_query(
+        "select task_id, state, start_date, end_date, try_number, operator, queued_dttm from task_instance "
+        "where dag_id = %s and run_id = %s order by start_date nulls last",
+        (dag_id, run_id),
+    )
+    logs = stack.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    tasks = []
+    for task_id, state, started, ended, try_number, operator, queued in rows:
+        entry: dict[str, Any] = {"task_id": task_id, "state": state, "operator": operator, "tries": try_number}
+        if started and ended:
+            entry["seconds"] = round((ended - started).total_seconds(), 3)
+            entry["queued_seconds"] = round((started - queued).total_seconds(), 3) if queued else None
+            phases = read_task_log(logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log", started, ended)
+            entry["phases"] = phases.as_dict()
+            entry["dbt_node_seconds"] = phases.dbt.node_seconds
+            entry["dbt_work_seconds"] = phases.dbt.work_seconds
+            entry["overhead_seconds"] = round(entry["seconds"] - phases.dbt.work_seconds, 3)
+        if state not in ("success", "skipped", "upstream_failed", None):
+            entry["log_tail"] = log_tail(logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log")
+        tasks.append(entry)
+    return tasks
+
+
+def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [p for p in pairs if p["dag"]["state"] == "success" and p["bare"]["ok"]]
+    used = ok or pairs
+    dag_seconds = [p["dag"]["seconds"] for p in used]
+    bare_seconds = [p["bare"]["seconds"] for p in used]
+    ratios = [p["ratio"] for p in used]
+    dbt_tasks = [t for p in used for t in p["dag"]["tasks"] if t.get("phases") and t["phases"]["dbt_seconds"]]
+    other_tasks = [
+        t
+        for p in used
+        for t in p["dag"]["tasks"]
+        if t.get("seconds") and not (t.get("phases") or {}).get("dbt_seconds")
+    ]
+    per_task = [t["overhead_seconds"] for t in dbt_tasks]
+    phase_medians = {}
+    for name in (
+        "queued_seconds",
+        "dag_file_parse_seconds",
+        "to_dbt_start_seconds",
+        "dbt_parse_seconds",
+        "dbt_run_seconds",
+        "after_dbt_seconds",
+    ):
+        source = [t["phases"] | {"queued_seconds": t.get("queued_seconds")} for t in dbt_tasks]
+        values = [phases[name] for phases in source if phases.get(name) is not None]
+        phase_medians[name] = round(statistics.median(values), 3) if values else None
+    return {
+        "pairs_measured": len(pairs),
+        "pairs_used": len(used),
+        "all_runs_succeeded": len(ok) == len(pairs),
+        "dag_run_seconds": summary(dag_seconds),
+        "bare_dbt_seconds": summary(bare_seconds),
+        "ratio": summary(ratios),
+        "ratio_of_medians": ratio(statistics.median(dag_seconds), statistics.median(bare_seconds)),
+        "tasks_per_run": round(sum(p["dag"]["task_count"] for p in used) / len(used), 1),
+        "dbt_tasks_per_run": round(len(dbt_tasks) / len(used), 1),
+        # Tasks that run no dbt themselves: validate_params and, in WATCHER mode, the sensors that follow the
+        # producer's `dbt build` (each still a task process that occupies an executor slot while it runs).
+        "other_tasks_per_run": round(len(other_tasks) / len(used), 1),
+        "other_task_seconds": summary(t["seconds"] for t in other_tasks) if other_tasks else None,
+        "per_task_overhead_seconds": summary(per_task) if per_task else None,
+        "per_task_phase_medians_seconds": phase_medians,
+        "dbt_full_parse_tasks_per_run": round(
+            sum(1 for t in dbt_tasks if t["phases"]["dbt"]["full_parse"]) / len(used), 1
+        ),
+        "peak_task_process_rss_mb": max((p["dag"]["memory"]["peak_task_process_rss_mb"] or 0) for p in used),
+        "peak_platform_rss_mb": max(p["dag"]["memory"]["peak_platform_rss_mb"] for p in used),
+        "peak_bare_dbt_rss_mb": max(p["bare"]["peak_rss_mb"] for p in used),
+    }
+
+
+def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
+    load = stack.greenery_data("load", "--scale", str(size.overhead_scale), *load_args).check("loading data")
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    make_workload = hourly_workload if size.overhead_dag == HOURLY_DAG else daily_workload
+    # The first build of the empty warehouse (incremental models start in full), so every measured run is a
+    # daily one; it processes the day before the first measured pair.
+    first = run_bare_dbt(stack, make_workload(yesterday - dt.timedelta(days=size.overhead_pairs)))
+    modes: dict[str, Any] = {}
+    log(f"cosmos_overhead: first build took {first['seconds']:.0f} s")
+    for mode in size.overhead_modes:
+        up = stack.airflow_up(mode)
+        log(f"cosmos_overhead: Airflow up in {mode.upper()} mode ({up.seconds:.0f} s)")
+        _wait_for_serialized_mode(stack, mode)
+        quiesce(stack)
+        tag = uuid.uuid4().hex[:6]
+        pairs = []
+        for i in range(size.overhead_pairs):
+            workload = make_workload(yesterday - dt.timedelta(days=size.overhead_pairs - 1 - i))
+            run_id = f"bench_{mode}_{i}_{tag}"
+            # Alternate which side goes first, so a slow drift of the machine does not favour one side.
+            if i % 2 == 0:
+                bare = run_bare_dbt(stack, workload)
+                dag = run_dag(stack, workload, run_id)
+            else:
+                dag = run_dag(stack, workload, run_id)
+                bare = run_bare_dbt(stack, workload)
+            pairs.append(
+                {"window": workload.dbt_vars, "bare": bare, "dag": dag, "ratio": ratio(dag["seconds"], bare["seconds"])}
+            )
+            log(
+                f"cosmos_overhead: {mode.upper()} pair {i + 1}/{size.overhead_pairs}: DAG run {dag['seconds']:.0f} s "
+                f"({dag['state']}), bare dbt {bare['seconds']:.0f} s"
+            )
+        modes[mode] = {"airflow_up_seconds": round(up.seconds, 1), "summary": _mode_summary(pairs), "pairs": pairs}
+    profile = None
+    if size.profile:
+        try:
+            hourly = hourly_workload(yesterday)
+            profile = profiles.profile_task_run(
+                stack, lambda: run_dag(stack, hourly, f"bench_profile_{tag}"), stack.base
+            )
+        except BenchError as error:
+            profile = {"error": str(error)}
+    fastest = min(modes, key=lambda m: modes[m]["summary"]["dag_run_seconds"]["median"])
+    workload = make_workload(yesterday)
+    return {
+        "dag_id": workload.dag_id,
+        "bare_commands": [_shell_form(argv) for argv in workload.bare_commands],
+        "scale": size.overhead_scale,
+        "dbt_threads": size.dbt_threads,
+        "scheduler": "real: airflow scheduler + LocalExecutor (parallelism 4) + dag-processor + api-server, as make up",
+        "load_seconds": round(load.seconds, 2),
+        "first_build": {"seconds": first["seconds"], "ok": first["ok"]},
+        "modes": modes,
+        "fastest_mode": fastest,
+        "profile": profile,
+    }

@@ -1,0 +1,227 @@
+"""Run the benchmarks and write the results.
+
+    python -m bench.run            # full: bench/results/latest.json, bench/RESULTS.md, bench/*.png (~30 min)
+    python -m bench.run --quick    # same code, fewer and smaller runs (~5 min), under bench/results/runs/quick/
+    python -m bench.run --smoke    # every section once at the smallest size (the CI smoke test)
+
+Everything runs against a throwaway warehouse and Airflow in a temporary directory; the developer's ``.local``
+is not touched. A section that fails is recorded as ``{"error": ...}``, the others still run, and the command
+exits 1. Timing goals are reported, never enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import cosmos_overhead, load_throughput, parse_time, report, scaling
+from bench.machine import git_facts, machine_facts, now_utc, versions
+from bench.measure import BenchError, log
+from bench.schema import SCHEMA_VERSION, section_errors, validate
+from bench.sizes import FULL, QUICK, SMOKE, Size
+from bench.stack import throwaway_stack
+
+BENCH_DIR = Path(__file__).resolve().parent
+SECTIONS = ("parse_time", "load_throughput", "scaling", "cosmos_overhead")
+# Generated data: the loader's default history length, a fixed seed so every run measures the same rows.
+SEED = "20210210"
+
+
+def default_out_dir(size: Size) -> Path:
+    """The full run writes the committed results; shorter runs go where git ignores them."""
+    return BENCH_DIR if size is FULL else BENCH_DIR / "results" / "runs" / size.name
+
+
+def _section(name: str, results: dict[str, Any], action: Callable[[], dict[str, Any]]) -> None:
+    started = time.perf_counter()
+    log(f"{name} ...")
+    try:
+        results[name] = action()
+    except Exception as error:  # one broken section must not lose the others' figures
+        message = str(error) if isinstance(error, BenchError) else traceback.format_exc(limit=8)
+        results[name] = {"error": message}
+        log(f"{name} failed: {message}")
+    results[name]["section_seconds"] = round(time.perf_counter() - started, 1)
+    log(f"{name} done in {results[name]['section_seconds']:.0f} s")
+
+
+def memory_summary(sections: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS figures gathered by the other sections, in one place."""
+    overhead = sections.get("cosmos_overhead", {})
+    modes = overhead.get("modes", {}) if "error" not in overhead else {}
+    bare = [m["summary"]["peak_bare_dbt_rss_mb"] for m in modes.values()]
+    summary: dict[str, Any] = {
+        "dbt_task_peak_rss_mb": {mode: m["summary"]["peak_task_process_rss_mb"] for mode, m in modes.items()},
+        "airflow_run_peak_rss_mb": {mode: m["summary"]["peak_platform_rss_mb"] for mode, m in modes.items()},
+        "bare_dbt_peak_rss_mb": max(bare) if bare else None,
+        "note": (
+            "dbt task = the largest Airflow task process (the forked task runner that runs dbt in-process); "
+            "Airflow run = sum of RSS over every process of the platform during the run (scheduler, executor "
+            "workers, task processes, dag-processor, triggerer, api-server; pages shared by forked processes "
+            "count once per process, so this is an upper bound); PostgreSQL is not included on either side."
+        ),
+    }
+    scaling_section = sections.get("scaling", {})
+    if "points" in scaling_section:
+        summary["by_scale_peak_rss_mb"] = [
+            {
+                "scale": p["scale"],
+                "loader": p["load"]["peak_rss_mb"],
+                "dbt_full_build": p["full_build"]["peak_rss_mb"],
+                "dbt_daily_build": p["incremental_daily_build"]["peak_rss_mb"],
+            }
+            for p in scaling_section["points"]
+        ]
+    if not modes and "by_scale_peak_rss_mb" not in summary:
+        skipped = all(sections.get(name, {}).get("skipped") for name in ("cosmos_overhead", "scaling"))
+        return {"error": "no section that measures memory ran", "skipped": skipped}
+    return summary
+
+
+def goals(sections: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goals next to what was measured (reported, never asserted)."""
+    found: dict[str, Any] = {}
+    overhead = sections.get("cosmos_overhead", {})
+    for mode, body in overhead.get("modes", {}).items():
+        measured = body["summary"]["ratio"]["median"]
+        found[f"cosmos_{mode}_vs_bare_dbt"] = {
+            "description": f"{overhead['dag_id']} run ({mode} mode, real scheduler) / bare dbt, median of pairs",
+            "target": 1.3,
+            "measured": measured,
+            "met": measured <= 1.3,
+        }
+    points = sections.get("scaling", {}).get("points", [])
+    by_scale = {p["scale"]: p for p in points}
+    if 1 in by_scale and 100 in by_scale:
+        measured = by_scale[100]["growth_from_first_scale"]["incremental_daily_build"]
+        found["incremental_run_scale_100_vs_1"] = {
+            "description": "daily incremental dbt build at scale 100 / at scale 1",
+            "target": 2.0,
+            "measured": measured,
+            "met": measured <= 2.0,
+        }
+    load = sections.get("load_throughput", {})
+    if "ratio_to_psql" in load:
+        measured = load["ratio_to_psql"]["loader_generate"]
+        found["loader_vs_psql_copy"] = {
+            "description": f"make load --scale {load['scale']} / psql \\copy of the same rows",
+            "target": 2.0,
+            "measured": measured,
+            "met": measured <= 2.0,
+        }
+    parse = sections.get("parse_time", {})
+    if "files" in parse:
+        worst = max(parse["files"], key=lambda f: f["cold_ratio_to_trivial"])
+        found["parse_ratio_to_trivial"] = {
+            "description": f"cold parse of {worst['file']} / trivial DAG file (no numeric goal: as low as the "
+            f"manifest allows; rendered with {parse['render_method']})",
+            "target": None,
+            "measured": worst["cold_ratio_to_trivial"],
+            "met": None,
+        }
+    return found
+
+
+def run(size: Size, out_dir: Path, only: tuple[str, ...], keep: bool) -> dict[str, Any]:
+    started_at = now_utc()
+    clock = time.perf_counter()
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "size": size.as_dict(),
+        "started_at": started_at,
+        "machine": machine_facts(),
+        "versions": versions(),
+        "git": git_facts(),
+    }
+    sections: dict[str, Any] = {}
+    load_args = ["--seed", SEED]
+    if "parse_time" in only:
+        _section("parse_time", sections, lambda: parse_time.run(size, size.overhead_modes))
+    stack_sections = [name for name in SECTIONS if name != "parse_time" and name in only]
+    if stack_sections:
+        try:
+            with throwaway_stack(size.dbt_threads, keep=keep) as stack:
+                if "load_throughput" in only:
+                    _section("load_throughput", sections, lambda: load_throughput.run(stack, size, load_args))
+                if "scaling" in only:
+                    _section("scaling", sections, lambda: scaling.run(stack, size, load_args))
+                if "cosmos_overhead" in only:
+                    stack.reset_warehouse()
+                    _section("cosmos_overhead", sections, lambda: cosmos_overhead.run(stack, size, load_args))
+        except Exception as error:  # the platform itself did not start or stop
+            for name in stack_sections:
+                sections.setdefault(name, {"error": f"the benchmark platform failed: {error}"})
+    for name in SECTIONS:
+        sections.setdefault(name, {"error": "not run (--only)", "skipped": True})
+    sections["memory"] = memory_summary(sections)
+    document["sections"] = sections
+    document["goals"] = goals(sections)
+    document["finished_at"] = now_utc()
+    document["duration_seconds"] = round(time.perf_counter() - clock, 1)
+    validate(document)
+
+    results_file = out_dir / "results" / "latest.json" if out_dir == BENCH_DIR else out_dir / "latest.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    report.write(document, out_dir, results_file)
+    return document
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so the throwaway platform is stopped and deleted on the way out."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _stop_on_sigterm()
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_const", const=QUICK, dest="size", help="fewer, smaller runs")
+    sizes.add_argument("--smoke", action="store_const", const=SMOKE, dest="size", help="every section once, smallest")
+    parser.add_argument("--out", type=Path, help="directory for latest.json, RESULTS.md and the charts")
+    parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
+    parser.add_argument("--modes", help="override the Cosmos execution modes to measure, e.g. watcher")
+    parser.add_argument("--pairs", type=int, help="override the number of (bare dbt, DAG run) pairs per mode")
+    parser.add_argument("--scales", help="override the scaling section's scales, e.g. 1,100")
+    parser.add_argument(
+        "--dag", choices=["greenery_daily", "greenery_hourly_snapshot"], help="override the DAG the Cosmos section runs"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway platform's directory for a look")
+    args = parser.parse_args(argv)
+    size: Size = args.size or FULL
+    if args.modes:
+        size = dataclasses.replace(size, overhead_modes=tuple(m.strip() for m in args.modes.split(",")))
+    if args.pairs:
+        size = dataclasses.replace(size, overhead_pairs=args.pairs)
+    if args.dag:
+        size = dataclasses.replace(size, overhead_dag=args.dag)
+    if args.scales:
+        size = dataclasses.replace(size, scaling_scales=tuple(int(v) for v in args.scales.split(",")))
+    only = tuple(s.strip() for s in args.only.split(",")) if args.only else SECTIONS
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
+    out_dir = (args.out or default_out_dir(size)).resolve()
+    document = run(size, out_dir, only, args.keep)
+    errors = section_errors(document)
+    print(report.console_summary(document, out_dir))
+    if errors:
+        print(f"bench: {len(errors)} section(s) failed: {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

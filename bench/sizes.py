@@ -1,0 +1,76 @@
+"""How much each benchmark run measures. Every size runs the same code; only the counts and scales differ."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    parse_cold_runs: int  # each in a fresh Python process
+    parse_warm_runs: int  # repeated in one process after a first parse
+    overhead_scale: int  # data volume of the Cosmos-vs-bare-dbt comparison
+    overhead_pairs: int  # alternating (bare dbt, DAG run) pairs per execution mode
+    overhead_modes: tuple[str, ...]  # values of GREENERY_COSMOS_EXECUTION_MODE
+    overhead_dag: str  # greenery_daily; the smoke size runs the four-task hourly DAG to stay short
+    scaling_scales: tuple[int, ...]
+    load_scale: int  # loader against `psql \copy`
+    load_repeats: int
+    profile: bool  # py-spy profiles of the DAG-file parse and of a DAG run's tasks (RESULTS.md's explanations)
+    dbt_threads: int = 4
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["overhead_modes"] = list(self.overhead_modes)
+        data["scaling_scales"] = list(self.scaling_scales)
+        return data
+
+
+FULL = Size(
+    name="full",
+    parse_cold_runs=3,
+    parse_warm_runs=10,
+    overhead_scale=10,
+    overhead_pairs=3,
+    overhead_modes=("local", "watcher"),
+    overhead_dag="greenery_daily",
+    scaling_scales=(1, 10, 100, 1000),
+    load_scale=100,
+    load_repeats=3,
+    profile=True,
+)
+
+# Under five minutes on two cores: a daily DAG run alone takes minutes there, so the Cosmos comparison runs the
+# hourly DAG (the same code path) in the default mode only; `--dag greenery_daily` puts the daily one back.
+QUICK = Size(
+    name="quick",
+    parse_cold_runs=2,
+    parse_warm_runs=5,
+    overhead_scale=1,
+    overhead_pairs=1,
+    overhead_modes=("local",),
+    overhead_dag="greenery_hourly_snapshot",
+    scaling_scales=(1, 10, 100),
+    load_scale=10,
+    load_repeats=1,
+    profile=False,
+)
+
+# The CI smoke test: every section once, at the smallest size, to prove the code path still works.
+SMOKE = Size(
+    name="smoke",
+    parse_cold_runs=1,
+    parse_warm_runs=1,
+    overhead_scale=1,
+    overhead_pairs=1,
+    overhead_modes=("local",),
+    overhead_dag="greenery_hourly_snapshot",
+    scaling_scales=(1,),
+    load_scale=1,
+    load_repeats=1,
+    profile=True,  # so CI keeps the profiling code working
+)
+
+SIZES = {size.name: size for size in (FULL, QUICK, SMOKE)}

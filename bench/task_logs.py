@@ -1,0 +1,157 @@
+"""Where the time of one Airflow task or one dbt command goes, read from its log.
+
+A Cosmos task log (Airflow 3 writes JSON lines) holds Airflow's own milestones (the worker's DAG-file parse),
+Cosmos' (``Trying to run dbtRunner with``) and dbt's console output with its per-node timings
+(``1 of 1 OK created sql view model ... [CREATE VIEW in 0.12s]``: the node's ``execution_time``, as in
+run_results.json) and the command's elapsed time (``Finished running ... (0.81s).``). The same dbt lines come
+out of a bare ``dbt`` command, so both sides of the comparison are split the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# "... [CREATE VIEW in 0.12s]", "... [PASS in 0.05s]", "... [SELECT 30 in 0.32s]", "... [WARN 3 in 0.1s]"
+NODE_RESULT = re.compile(r"^\s*\d+ of \d+ (?!START)(\S+) .*\[(.*?) in (\d+(?:\.\d+)?)s\]\s*$")
+FINISHED = re.compile(r"Finished running .* \((\d+(?:\.\d+)?)s\)\.")
+FULL_PARSE = "Unable to do partial parsing"
+FOUND = re.compile(r"^\s*Found \d+ ")
+DBT_CLOCK = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\s+(.*)$")
+
+
+@dataclass
+class DbtCommandTiming:
+    """What dbt itself reports about one invocation."""
+
+    node_seconds: float = 0.0  # sum of the nodes' execution times (what run_results.json calls execution_time)
+    nodes: int = 0
+    hook_seconds: float = 0.0  # on-run-start / on-run-end hooks
+    elapsed_seconds: float | None = None  # "Finished running ... (Xs)": dbt's own run phase, nodes + connections
+    full_parse: bool = False  # dbt could not reuse its partial-parse file and parsed the whole project
+    node_results: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def work_seconds(self) -> float:
+        """dbt's own time for its nodes: the run phase it reports (run_results.json's ``elapsed_time``, which
+        counts parallel nodes once), else the sum of the nodes' execution times."""
+        return self.elapsed_seconds if self.elapsed_seconds is not None else self.node_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_dbt_output(lines: list[str]) -> DbtCommandTiming:
+    """Read dbt's console output (with or without its ``HH:MM:SS`` prefix and colour codes)."""
+    timing = DbtCommandTiming()
+    for raw in lines:
+        text = ANSI.sub("", raw).rstrip()
+        clock = DBT_CLOCK.match(text.strip())
+        if clock:
+            text = clock.group(4)
+        if FULL_PARSE in text:
+            timing.full_parse = True
+            continue
+        finished = FINISHED.search(text)
+        if finished:
+            timing.elapsed_seconds = float(finished.group(1))
+            continue
+        result = NODE_RESULT.match(text)
+        if result:
+            seconds = float(result.group(3))
+            if " hook: " in text:
+                timing.hook_seconds += seconds
+                continue
+            timing.node_seconds += seconds
+            timing.nodes += 1
+            status = result.group(1)
+            timing.node_results[status] = timing.node_results.get(status, 0) + 1
+    timing.node_seconds = round(timing.node_seconds, 3)
+    timing.hook_seconds = round(timing.hook_seconds, 3)
+    return timing
+
+
+@dataclass
+class TaskPhases:
+    """Seconds between the milestones of one Cosmos task (None when the log lacks the milestone)."""
+
+    dag_file_parse_seconds: float | None  # the worker parsing the DAG file before running the task
+    to_dbt_start_seconds: float | None  # task start (metadata DB) -> Cosmos calls dbt
+    dbt_parse_seconds: float | None  # dbt start -> "Found N models" (loading the project)
+    dbt_run_seconds: float | None  # "Found N models" -> dbt's last line (the nodes, connections, artifacts)
+    dbt_seconds: float | None  # dbt start -> dbt's last line
+    after_dbt_seconds: float | None  # dbt's last line -> task end (metadata DB)
+    dbt: DbtCommandTiming
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["dbt"] = self.dbt.as_dict()
+        return data
+
+
+def _is_dbt_output(logger: object, event: str) -> bool:
+    """dbt's console lines: captured stdout (dbt runner in LOCAL tasks), or re-logged by Cosmos' watcher producer,
+    which runs dbt with JSON logs and logs each message with dbt's clock in front."""
+    if logger == "task.stdout":
+        return True
+    return str(logger).startswith("cosmos.") and bool(DBT_CLOCK.match(ANSI.sub("", event).strip()))
+
+
+def _timestamp(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def read_task_log(path: Path, started: dt.datetime | None, ended: dt.datetime | None) -> TaskPhases:
+    """Split one task attempt's JSON-lines log into phases; ``started``/``ended`` come from task_instance."""
+    events: list[tuple[dt.datetime, str, dict]] = []
+    if path.is_file():
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+                events.append((_timestamp(record["timestamp"]), str(record.get("event", "")), record))
+            except (ValueError, KeyError):
+                continue
+    parse_ms = next((r.get("dag_file_parse_ms") for _, e, r in events if e == "Worker startup parse complete"), None)
+    dbt_start = next((t for t, e, _ in events if e.startswith("Trying to run dbtRunner")), None)
+    dbt_lines = [(t, e) for t, e, r in events if _is_dbt_output(r.get("logger"), e)]
+    found = next((t for t, e in dbt_lines if FOUND.match(DBT_CLOCK.sub(r"\4", ANSI.sub("", e).strip()))), None)
+    dbt_end = dbt_lines[-1][0] if dbt_lines else None
+
+    def span(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
+        return round((b - a).total_seconds(), 3) if a and b else None
+
+    return TaskPhases(
+        dag_file_parse_seconds=round(parse_ms / 1000, 3) if isinstance(parse_ms, int | float) else None,
+        to_dbt_start_seconds=span(started, dbt_start),
+        dbt_parse_seconds=span(dbt_start, found),
+        dbt_run_seconds=span(found, dbt_end),
+        dbt_seconds=span(dbt_start, dbt_end),
+        after_dbt_seconds=span(dbt_end, ended),
+        dbt=parse_dbt_output([e for _, e in dbt_lines]),
+    )
+
+
+def log_tail(path: Path, lines: int = 12) -> list[str]:
+    """The last error and warning events of a task log, kept in the results when a task failed."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        text = ANSI.sub("", str(record.get("event", "")))
+        if record.get("level") in ("error", "warning", "critical") or "error" in text.lower():
+            events.append(text[:500])
+    return events[-lines:]

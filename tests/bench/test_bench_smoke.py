@@ -1,0 +1,79 @@
+"""The benchmark's code path, run in CI so it cannot rot: ``python -m bench.run --smoke`` runs every section once
+at the smallest size — parse time, load throughput, scaling at scale 1, and the Cosmos comparison with Airflow's
+real scheduler (on the four-task ``greenery_hourly_snapshot`` instead of the 70-task daily DAG, to stay short) —
+and must write results of the documented shape. Times are never asserted here; ``make bench`` reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.schema import section_errors, validate
+from include import settings
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        cwd=settings.REPO_ROOT,
+        env=os.environ.copy(),  # bench.run strips AIRFLOW_*/PG*/GREENERY_* itself and builds its own platform
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    return result, out
+
+
+@pytest.mark.timeout(1600)
+def test_smoke_run_succeeds_and_writes_every_section(smoke_run):
+    result, out = smoke_run
+    assert result.returncode == 0, f"bench.run --smoke failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    document = json.loads((out / "latest.json").read_text())
+
+    validate(document)
+    assert section_errors(document) == {}
+    assert document["size"]["name"] == "smoke"
+
+
+def test_every_dag_file_is_parsed_against_the_trivial_one(smoke_run):
+    _, out = smoke_run
+    parse = json.loads((out / "latest.json").read_text())["sections"]["parse_time"]
+
+    dag_files = {str(p.relative_to(settings.REPO_ROOT)) for p in (settings.REPO_ROOT / "dags").glob("[!_]*.py")}
+    assert {f["file"] for f in parse["files"]} == dag_files
+    assert parse["trivial"]["dags"] == {"bench_trivial": 1}
+
+
+def test_the_airflow_side_ran_on_the_real_scheduler_and_was_split_into_tasks(smoke_run):
+    _, out = smoke_run
+    overhead = json.loads((out / "latest.json").read_text())["sections"]["cosmos_overhead"]
+
+    run = overhead["modes"]["local"]["pairs"][0]["dag"]
+    assert run["state"] == "success"
+    assert {t["task_id"] for t in run["tasks"]} >= {
+        "snapshots.orders_snapshot.snapshot",
+        "snapshots.products_snapshot.snapshot",
+    }
+    assert all(t["phases"]["dbt"]["nodes"] >= 1 for t in run["tasks"]), "dbt's node lines were not found in a log"
+    assert run["memory"]["peak_task_process_rss_mb"] > 0
+
+
+def test_results_page_and_charts_are_written(smoke_run):
+    _, out = smoke_run
+    page = (out / "RESULTS.md").read_text()
+
+    for heading in ("## Summary", "## 1. DAG parse time", "## 2. Cosmos overhead", "## 3. Scaling", "## 4. Load"):
+        assert heading in page
+    assert "real scheduler" in page
+    for chart in ("parse_time.png", "cosmos_overhead.png", "load_throughput.png"):
+        assert (out / chart).read_bytes().startswith(PNG_MAGIC), chart
