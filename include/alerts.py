@@ -630,15 +630,19 @@ async def notify_deadline_missed(context: Mapping[str, Any] | None = None, **_: 
 
 
 def deadline_minutes() -> int:
-    return int(_setting(DEADLINE_ENV, 120, 1, 24 * 60))
+    """Minutes after queueing when a daily run counts as late; 0 turns the lateness alert off."""
+    return int(_setting(DEADLINE_ENV, 120, 0, 24 * 60))
 
 
 def daily_deadline() -> Any:
     """The ``deadline=`` of ``greenery_daily``: alert when a run has not finished ``GREENERY_DAILY_DEADLINE_MINUTES``
     after it was queued. Counted from queueing, not from the logical date, so that a backfill of old dates does
-    not alert at once. A run that succeeds in time cancels its deadline."""
+    not alert at once. A run that succeeds in time cancels its deadline. None (no deadline) when the setting is 0:
+    Airflow 3.3.2's ``airflow dags test`` crashes on a successful run of a DAG with a deadline."""
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
+    if deadline_minutes() == 0:
+        return None
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=dt.timedelta(minutes=deadline_minutes()),
