@@ -4,7 +4,7 @@ Messages go to the Airflow connection ``slack_alerts``, a Slack incoming webhook
 ``slackwebhook``, the webhook URL in the password field), through the Slack provider's ``SlackWebhookHook``.
 Configure it with either environment variable:
 
-    SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T000/B000/XXXX
+    SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T000/B000/your-secret
     AIRFLOW_CONN_SLACK_ALERTS='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/..."}'
 
 Without a connection each alert is written to the log as a warning instead, and nothing fails.
