@@ -17,7 +17,7 @@ CSV ?=
 N ?= 3
 ARGS ?=
 
-.PHONY: help up down clean warehouse load deliver dbt manifest airflow test lint format bench venv venv-dev browser
+.PHONY: help up down clean warehouse load deliver dbt manifest airflow test test-e2e lint format bench venv venv-dev browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,8 +78,13 @@ clean: down ## Stop everything and delete the local state (.local/)
 	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
 
 # --- quality -----------------------------------------------------------------------------------------------
-test: $(VENV)/.dev browser manifest ## Run the test suite (starts its own throwaway PostgreSQL)
-	$(PY) -m pytest $(ARGS)
+# The end-to-end DAG tests (tests/e2e) run separately: in a fresh clone a dag.test() run there loops on
+# "unrunnable tasks" (issue #5 is open for it), and a hung test must not hold CI.
+test: $(VENV)/.dev manifest ## Run the test suite (starts its own throwaway PostgreSQL)
+	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
+
+test-e2e: $(VENV)/.dev browser manifest ## End-to-end DAG runs, the make-up platform and the UI in a real browser
+	$(PY) -m pytest tests/e2e $(ARGS)
 
 lint: $(VENV)/.dev ## ruff and sqlfluff
 	$(VENV)/bin/ruff check .
