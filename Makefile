@@ -78,12 +78,10 @@ clean: down ## Stop everything and delete the local state (.local/)
 	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
 
 # --- quality -----------------------------------------------------------------------------------------------
-# The end-to-end DAG tests (tests/e2e) run separately: in a fresh clone a dag.test() run there loops on
-# "unrunnable tasks" (issue #5 is open for it), and a hung test must not hold CI.
-test: $(VENV)/.dev manifest ## Run the test suite (starts its own throwaway PostgreSQL)
-	$(PY) -m pytest --ignore=tests/e2e $(ARGS)
+test: $(VENV)/.dev browser manifest ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test)
+	$(PY) -m pytest $(ARGS)
 
-test-e2e: $(VENV)/.dev browser manifest ## End-to-end DAG runs, the make-up platform and the UI in a real browser
+test-e2e: $(VENV)/.dev browser manifest ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
 	$(PY) -m pytest tests/e2e $(ARGS)
 
 lint: $(VENV)/.dev ## ruff and sqlfluff

@@ -74,15 +74,22 @@ def _dbt_executable() -> str:
     return str(beside_python) if beside_python.exists() else "dbt"
 
 
-# The password stays in the Airflow connection: Cosmos hands it to dbt in an environment variable.
-PROFILE_CONFIG = ProfileConfig(
-    profile_name=DBT_PROFILE_NAME,
-    target_name=DBT_TARGET_NAME,
-    profile_mapping=PostgresUserPasswordProfileMapping(
-        conn_id=settings.WAREHOUSE_CONN_ID,
-        profile_args={"schema": settings.DBT_TARGET_SCHEMA, "threads": dbt_threads()},
-    ),
-)
+def profile_config() -> ProfileConfig:
+    """The dbt profile, built from the Airflow connection ``greenery_warehouse`` when a task runs dbt.
+
+    The password stays in the Airflow connection: Cosmos hands it to dbt in an environment variable. A new
+    object for every DAG-file parse, because Cosmos' profile mapping keeps the connection it first looked up:
+    a module-level one would keep serving the old host or database to every later parse in the same process
+    (``airflow dags test``, a dag-processor that does not fork) after the connection was edited.
+    """
+    return ProfileConfig(
+        profile_name=DBT_PROFILE_NAME,
+        target_name=DBT_TARGET_NAME,
+        profile_mapping=PostgresUserPasswordProfileMapping(
+            conn_id=settings.WAREHOUSE_CONN_ID,
+            profile_args={"schema": settings.DBT_TARGET_SCHEMA, "threads": dbt_threads()},
+        ),
+    )
 
 
 def _manifest_complete(path: Path) -> bool:

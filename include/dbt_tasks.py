@@ -31,10 +31,10 @@ from include import alerts, settings
 from include.cosmos_config import (
     EXECUTION_CONFIG,
     LOCAL_EXECUTION_CONFIG,
-    PROFILE_CONFIG,
     PROJECT_CONFIG,
     SNAPSHOT_POOL,
     ConfigurationError,
+    profile_config,
     render_config,
 )
 
@@ -103,7 +103,7 @@ def _group_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]
 def _dbt_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "project_dir": str(settings.DBT_PROJECT_DIR),
-        "profile_config": PROFILE_CONFIG,
+        "profile_config": profile_config(),
         "invocation_mode": InvocationMode.DBT_RUNNER,
         "install_deps": False,
         **_group_operator_args(operator_args),
@@ -176,7 +176,7 @@ def snapshot_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
     group = DbtTaskGroup(
         group_id="snapshots",
         project_config=PROJECT_CONFIG,
-        profile_config=PROFILE_CONFIG,
+        profile_config=profile_config(),
         execution_config=LOCAL_EXECUTION_CONFIG,
         render_config=render_config(
             select=["resource_type:snapshot"],
@@ -196,7 +196,7 @@ def model_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
     group = DbtTaskGroup(
         group_id="models",
         project_config=PROJECT_CONFIG,
-        profile_config=PROFILE_CONFIG,
+        profile_config=profile_config(),
         execution_config=EXECUTION_CONFIG,
         render_config=render_config(
             select=["path:models"],

@@ -100,7 +100,9 @@ def test_without_a_connection_the_alert_goes_to_the_log(
 def test_slack_webhook_url_alone_configures_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = SlackWebhookStub()
     try:
-        monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS", raising=False)
+        # setenv first so that monkeypatch also removes the connection alerts builds from the URL afterwards.
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS", "")
+        monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS")
         monkeypatch.setenv("SLACK_WEBHOOK_URL", stub.url)
 
         assert alerts.send_alert("configured from .env") is True

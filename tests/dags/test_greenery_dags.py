@@ -212,6 +212,19 @@ def test_parsing_reads_the_manifest_and_runs_no_dbt(daily) -> None:
         assert groups[group_id].dbt_graph.load_method == LoadMode.DBT_MANIFEST
 
 
+def test_every_parse_reads_the_warehouse_connection_again(monkeypatch: pytest.MonkeyPatch, dbt_manifest: Path) -> None:
+    # Cosmos' profile mapping keeps the first connection it looked up; an edited connection must reach the next
+    # parse in the same process (airflow dags test, one test session running several DAG runs).
+    from airflow.dag_processing.dagbag import DagBag
+
+    for database in ("warehouse_before_the_edit", "warehouse_after_the_edit"):
+        connection = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "dbt", "schema": database}
+        monkeypatch.setenv("AIRFLOW_CONN_GREENERY_WAREHOUSE", json.dumps(connection))
+        bag = DagBag(dag_folder=str(DAGS_DIR / "greenery_daily.py"))
+        task = bag.dags["greenery_daily"].get_task("models.fct_orders.run")
+        assert task.profile_config.profile_mapping.profile["dbname"] == database
+
+
 def test_execution_mode_is_one_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from cosmos.constants import ExecutionMode
 

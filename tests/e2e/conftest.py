@@ -3,6 +3,7 @@ against it (Airflow's metadata in the test session's cluster, every task run in 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -139,6 +140,12 @@ def load_dag(dag_id: str):
     # alerts up by id, but dag.test() hands the run the serialised alert instead (psycopg2 "can't adapt type
     # 'dict'"). The scheduler is not affected; the deadline is tested through it, not here.
     dag.deadline = None
+    # Retries as configured, without the pause between them: dag.test() would otherwise sit out the back-off
+    # (minutes) before a failing model's next try.
+    for task in dag.tasks:
+        task.retry_delay = dt.timedelta(0)
+        task.retry_exponential_backoff = 0
+        task.max_retry_delay = None
     return dag
 
 
