@@ -315,6 +315,15 @@ def _parse_section(body: dict[str, Any], charts: set[str]) -> list[str]:
     return lines
 
 
+MODE_LEGEND = {
+    "local": "LOCAL = Cosmos LOCAL (one dbt invocation per task, in the task process) on `make up`'s "
+    "LocalExecutor, which imports dbt and Cosmos once in the scheduler (`include/preloading_executor.py`)",
+    "local-stock": "LOCAL-STOCK = the same on Airflow's stock LocalExecutor, where every task process imports dbt",
+    "watcher": "WATCHER = Cosmos WATCHER (one `dbt build` in a producer task, the node tasks follow it) on `make "
+    "up`'s LocalExecutor",
+}
+
+
 def _overhead_section(body: dict[str, Any], charts: set[str]) -> list[str]:
     lines = ["## 2. Cosmos overhead: the DAG on Airflow against bare dbt", ""]
     error = _error(body)
@@ -336,6 +345,8 @@ def _overhead_section(body: dict[str, Any], charts: set[str]) -> list[str]:
             else ""
         )
         + " Pairs alternate which side runs first.",
+        "",
+        "Modes: " + "; ".join(MODE_LEGEND[mode] for mode in body["modes"] if mode in MODE_LEGEND) + ".",
         "",
         "| Mode | DAG run | Bare dbt | Ratio (median of pairs) | Pairs | Tasks / run (running dbt) | "
         "Per-task overhead | All runs succeeded |",

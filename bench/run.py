@@ -26,7 +26,7 @@ from bench import cosmos_overhead, load_throughput, parse_time, report, scaling
 from bench.machine import git_facts, machine_facts, now_utc, versions
 from bench.measure import BenchError, log
 from bench.schema import SCHEMA_VERSION, section_errors, validate
-from bench.sizes import FULL, QUICK, SMOKE, Size
+from bench.sizes import FULL, MODES, QUICK, SMOKE, Size
 from bench.stack import throwaway_stack
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes.add_argument("--smoke", action="store_const", const=SMOKE, dest="size", help="every section once, smallest")
     parser.add_argument("--out", type=Path, help="directory for latest.json, RESULTS.md and the charts")
     parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
-    parser.add_argument("--modes", help="override the Cosmos execution modes to measure, e.g. watcher")
+    parser.add_argument(
+        "--modes",
+        help="override the modes to measure: local, watcher, local-stock (LOCAL on Airflow's stock LocalExecutor)",
+    )
     parser.add_argument("--pairs", type=int, help="override the number of (bare dbt, DAG run) pairs per mode")
     parser.add_argument("--scales", help="override the scaling section's scales, e.g. 1,100")
     parser.add_argument(
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size: Size = args.size or FULL
     if args.modes:
-        size = dataclasses.replace(size, overhead_modes=tuple(m.strip() for m in args.modes.split(",")))
+        modes = tuple(m.strip() for m in args.modes.split(","))
+        if unknown_modes := sorted(set(modes) - set(MODES)):
+            parser.error(f"unknown mode {', '.join(unknown_modes)}: choose from {', '.join(MODES)}")
+        size = dataclasses.replace(size, overhead_modes=modes)
     if args.pairs:
         size = dataclasses.replace(size, overhead_pairs=args.pairs)
     if args.dag:

@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# What each measured mode sets for `make up`: the Cosmos execution mode, and whether the executor preloads dbt
+# (include/preloading_executor.py, make up's default) or is Airflow's stock LocalExecutor.
+MODES: dict[str, dict[str, str]] = {
+    "local": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "1"},
+    "watcher": {"GREENERY_COSMOS_EXECUTION_MODE": "watcher", "GREENERY_PRELOAD_DBT": "1"},
+    "local-stock": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "0"},
+}
+
+
+def cosmos_mode(mode: str) -> str:
+    """The Cosmos execution mode (``local`` or ``watcher``) a measured mode runs."""
+    return MODES[mode]["GREENERY_COSMOS_EXECUTION_MODE"]
+
 
 @dataclass(frozen=True)
 class Size:

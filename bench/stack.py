@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import BenchError, CommandResult, clean_env, run_timed
+from bench.sizes import MODES
 from include import settings
 from include.pgcluster import PgCluster, free_port
 
@@ -124,10 +125,10 @@ class Stack:
 
     # -- Airflow ---------------------------------------------------------------------------------------------
     def airflow_up(self, execution_mode: str) -> CommandResult:
-        """``make up``'s Airflow with the given Cosmos execution mode (restarting it when the mode changes)."""
+        """``make up``'s Airflow in one of ``bench.sizes.MODES`` (restarting it when the mode changes)."""
         if self.airflow_mode not in (None, execution_mode):
             self.airflow_down()
-        env = {**self.env, "GREENERY_COSMOS_EXECUTION_MODE": execution_mode}
+        env = {**self.env, **MODES[execution_mode]}
         result = self._module("include.local_airflow", "up", env=env, timeout=900)
         result.check(f"starting Airflow ({execution_mode} mode)")
         self.airflow_mode = execution_mode

@@ -97,7 +97,14 @@ def airflow_env(port: int) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # The LocalExecutor, with dbt and Cosmos imported once in the scheduler: every task process forked from
+        # it starts with them loaded instead of spending about two seconds importing dbt (bench/RESULTS.md).
+        # GREENERY_PRELOAD_DBT=0 runs Airflow's stock LocalExecutor instead (the benchmark compares the two).
+        "AIRFLOW__CORE__EXECUTOR": (
+            "LocalExecutor"
+            if user_settings.get("GREENERY_PRELOAD_DBT", "1").strip() == "0"
+            else "include.preloading_executor.PreloadingLocalExecutor"
+        ),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": state["fernet_key"],

@@ -156,6 +156,10 @@ def test_the_scheduled_daily_run_builds_the_marts_and_publishes_docs_and_assets(
     finally:
         conn.close()
 
+    # The executor imported dbt once in the scheduler, so the task processes forked from it did not.
+    scheduler_log = (local_dir / "airflow" / "logs" / "scheduler.log").read_text(errors="replace")
+    assert "Preloaded 5 modules for the task processes" in scheduler_log
+
     docs = local_dir / "dbt-docs"
     assert {p.name for p in docs.iterdir()} >= {"index.html", "manifest.json", "catalog.json"}
 
