@@ -28,10 +28,11 @@ EXECUTION_MODE_ENV = "GREENERY_COSMOS_EXECUTION_MODE"
 # every node keeps its own task, retry, log and alert. WATCHER runs one `dbt build` in a producer task and
 # turns the node tasks into deferrable sensors that follow it: less dbt start-up per node, but the producer is
 # never retried (Cosmos skips a second try; a failed node is re-run by its sensor) and the sensors need the
-# triggerer. Measured (bench/RESULTS.md, quick run): WATCHER ran the daily DAG about 2.7x faster than LOCAL, but
-# with Cosmos 1.15.1 it fails the daily DAG: the detached two-model test tasks (relationships) end with "XCom
-# not found ... tests_status" although the producer's `dbt build` passed them. LOCAL is therefore the default:
-# the faster mode that keeps per-node tasks, retries and alerts working.
+# triggerer. Measured (bench/RESULTS.md, full run at scale 10, `make up`'s preloading LocalExecutor): the daily
+# DAG took 205 s in LOCAL and 176 s in WATCHER (14% faster). LOCAL is still the default: in an earlier run on a
+# busy machine WATCHER failed the daily DAG with Cosmos 1.15.1 (the detached two-model test tasks ended with
+# "XCom not found ... tests_status" although the producer's `dbt build` had passed them), its producer is never
+# retried, and it runs the source tests twice. LOCAL keeps per-node tasks, retries and alerts working every time.
 DEFAULT_EXECUTION_MODE = "local"
 _EXECUTION_MODES = {"local": ExecutionMode.LOCAL, "watcher": ExecutionMode.WATCHER}
 
