@@ -34,21 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import http.client
 import json
 import logging
 import os
-import random
 import re
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import quote
-
-from slack_sdk.http_retry import BackoffRetryIntervalCalculator, Jitter, RetryHandler
 
 from include import settings
 from include.dbt_artifacts import FRESHNESS_COMMAND, DbtInvocation, NodeResult
@@ -67,7 +61,6 @@ MAX_ERROR_LINES = 6
 MAX_ERROR_CHARS = 600
 MAX_NODES_LISTED = 8
 # A 429's Retry-After is honoured up to this many seconds: a callback must not hold a worker for minutes.
-MAX_RETRY_AFTER_SECONDS = 30.0
 
 
 def _setting(name: str, default: float, low: float, high: float) -> float:
@@ -414,44 +407,6 @@ def deadline_message(dag_id: str, run_id: str, state: str | None, queued_at: Any
 # -- sending -------------------------------------------------------------------------------------------------
 
 
-class _ProportionalJitter(Jitter):
-    """Up to a quarter more than the computed pause, so that many workers do not retry in step."""
-
-    def recalculate(self, duration: float) -> float:
-        return duration * (1 + random.random() / 4)
-
-
-class _TransientSlackErrors(RetryHandler):
-    """Retry what may pass: 429 (rate limited), 5xx, a timeout or a dropped connection. A 4xx does not heal."""
-
-    def __init__(self, retries: int, backoff_seconds: float):
-        super().__init__(
-            max_retry_count=retries,
-            interval_calculator=BackoffRetryIntervalCalculator(backoff_seconds, jitter=_ProportionalJitter()),
-        )
-
-    def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[no-untyped-def]
-        if response is not None:
-            return response.status_code == 429 or response.status_code >= 500
-        return isinstance(error, URLError | TimeoutError | ConnectionError | http.client.HTTPException)
-
-    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:  # type: ignore[no-untyped-def]
-        retry_after = None
-        if response is not None and response.status_code == 429:
-            for name, values in response.headers.items():
-                if name.lower() == "retry-after" and values:
-                    try:
-                        retry_after = float(values[0])
-                    except ValueError:
-                        retry_after = None
-        if retry_after is None:
-            super().prepare_for_next_attempt(state=state, request=request, response=response, error=error)
-            return
-        state.next_attempt_requested = True
-        time.sleep(min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS))
-        state.increment_current_attempt()
-
-
 def _slack_connection_available() -> bool:
     """True when the ``slack_alerts`` connection exists (built from ``SLACK_WEBHOOK_URL`` when only that is set)."""
     webhook = os.environ.get(WEBHOOK_URL_ENV, "").strip()
@@ -489,11 +444,13 @@ def send_alert(text: str) -> bool:
             return False
         from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
+        from include.slack_retry import TransientSlackErrors
+
         retries = int(_setting("GREENERY_SLACK_RETRIES", 3, 0, 10))
         hook = SlackWebhookHook(
             slack_webhook_conn_id=SLACK_CONN_ID,
             timeout=int(_setting("GREENERY_SLACK_TIMEOUT_SECONDS", 10, 1, 120)),
-            retry_handlers=[_TransientSlackErrors(retries, _setting("GREENERY_SLACK_BACKOFF_SECONDS", 1, 0, 60))],
+            retry_handlers=[TransientSlackErrors(retries, _setting("GREENERY_SLACK_BACKOFF_SECONDS", 1, 0, 60))],
             logger=_slack_client_log,
         )
         hook.send(text=text, unfurl_links=False, unfurl_media=False)

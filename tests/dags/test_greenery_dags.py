@@ -267,6 +267,22 @@ def test_watcher_mode_renders_a_producer_and_keeps_tests_without_retries(dbt_man
     assert retried_tests == "[]"
 
 
+def test_parsing_the_dag_files_does_not_import_the_slack_sdk(dbt_manifest: Path) -> None:
+    # The dag-processor parses every file again and again; slack_sdk is needed only when an alert is sent.
+    code = (
+        "import sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_DIR)!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "print(len(bag.dags), sorted(name for name in sys.modules if name.split('.')[0] == 'slack_sdk'))\n"
+    )
+    result = _parse_in_subprocess(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dags, slack_modules = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(dags) >= 2
+    assert slack_modules == "[]"
+
+
 def test_without_a_manifest_the_dags_fall_back_to_dbt_ls(tmp_path: Path, airflow_db: str) -> None:
     import shutil
 
