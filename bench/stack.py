@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -20,18 +19,9 @@ from bench.measure import BenchError, CommandResult, clean_env, run_timed
 from bench.sizes import MODES
 from include import settings
 from include.pgcluster import PgCluster, free_port
+from include.warehouse import read_env_file
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """The ``export KEY=value`` lines of ``warehouse.env`` / ``airflow.env``."""
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            values[key] = shlex.split(value)[0] if value else ""
-    return values
 
 
 class Stack:

@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from include import settings
 from include.pgcluster import ClusterError, PgCluster, port_is_free
@@ -50,6 +51,17 @@ def write_env_file(pg: PgCluster) -> None:
     settings.WAREHOUSE_ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
     settings.WAREHOUSE_ENV_FILE.touch(mode=0o600)
     settings.WAREHOUSE_ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``export KEY=value`` lines of an env file this project writes (``.local/warehouse.env`` here,
+    ``.local/airflow.env`` by ``make up``), as a dict."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            values[key] = shlex.split(value)[0] if value else ""
+    return values
 
 
 def start() -> PgCluster:

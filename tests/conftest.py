@@ -148,18 +148,6 @@ def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 60
     )
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """The ``export KEY=value`` lines that ``make warehouse`` writes, as a dict."""
-    import shlex
-
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            values[key] = shlex.split(value)[0] if value else ""
-    return values
-
-
 @pytest.fixture(scope="session")
 def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
     """What ``make up`` runs — warehouse, demo data, Airflow with the DAGs — in a private ``.local`` on free ports.
@@ -167,6 +155,7 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
     Yields ``{"url": ..., "local_dir": ...}``. Stopped with ``make down``'s code at the end of the session.
     """
     from include.pgcluster import free_port
+    from include.warehouse import read_env_file
 
     local_dir = session_dir / "platform"
     env = {

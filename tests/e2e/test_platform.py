@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shlex
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,8 @@ from typing import Any
 
 import psycopg2
 import pytest
+
+from include.warehouse import read_env_file
 
 # Starting the platform and one full daily run take several minutes on a small machine.
 pytestmark = pytest.mark.timeout(45 * 60)
@@ -60,15 +61,6 @@ class AirflowApi:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=500")["task_instances"]
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            values[key] = shlex.split(value)[0] if value else ""
-    return values
 
 
 def _summary(api: AirflowApi, runs: dict[str, dict]) -> dict[str, dict[str, str]]:
@@ -140,7 +132,7 @@ def test_the_scheduled_daily_run_builds_the_marts_and_publishes_docs_and_assets(
     assert {run["state"] for run in runs.values()} == {"success"}, _summary(api, runs)
 
     local_dir = Path(local_platform["local_dir"])
-    libpq = _env_file(local_dir / "warehouse.env")
+    libpq = read_env_file(local_dir / "warehouse.env")
     conn = psycopg2.connect(
         host=libpq["PGHOST"],
         port=libpq["PGPORT"],

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from include import pgcluster
-from tests.conftest import read_env_file, run_module
+from include.warehouse import read_env_file
+from tests.conftest import run_module
 
 
 @pytest.fixture
