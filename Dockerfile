@@ -12,4 +12,4 @@ ENV PYTHONPATH=/usr/local/airflow \
     AIRFLOW__COSMOS__DBT_DOCS_PROJECTS='{"greenery": {"dir": "/usr/local/airflow/dbt-docs", "index": "index.html", "name": "dbt Docs (greenery)"}}'
 
 # The DAGs render from dbt's manifest: parse once at build time instead of running `dbt ls` on every DAG parse.
-RUN cd dbt/greenery && dbt parse --quiet --profiles-dir . --project-dir .
+RUN cd dbt/greenery && dbt parse --quiet --profiles-dir . --project-dir . --target-path target/airflow

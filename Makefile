@@ -45,12 +45,14 @@ browser: ## Install Debian's chromium for the browser tests (needs root or sudo)
 
 # --- the local platform ------------------------------------------------------------------------------------
 warehouse: $(VENV)/.runtime ## Start the local PostgreSQL warehouse (idempotent)
-	@$(PY) -m include.warehouse start
+	@$(PY) -m include.local_platform.warehouse start
 
-# Written beside and moved into place, so a DAG parse never reads a half-written manifest.
-manifest: $(VENV)/.runtime ## Parse the dbt project into target/manifest.json (the DAGs render from it)
-	@cd $(DBT_DIR) && ../../$(VENV)/bin/dbt parse --quiet --profiles-dir . --project-dir . --target-path target/.parse \
-		&& mv target/.parse/manifest.json target/manifest.json && echo "dbt manifest: $(DBT_DIR)/target/manifest.json"
+# The DAGs' manifest lives in target/airflow/, where plain dbt never writes; it is written beside and renamed into
+# place, so a DAG parse never reads a half-written one.
+manifest: $(VENV)/.runtime ## Parse the dbt project into target/airflow/manifest.json (the DAGs render from it)
+	@cd $(DBT_DIR) && ../../$(VENV)/bin/dbt parse --quiet --profiles-dir . --project-dir . --target-path target/airflow/parse \
+		&& mv target/airflow/parse/manifest.json target/airflow/manifest.json \
+		&& echo "dbt manifest: $(DBT_DIR)/target/airflow/manifest.json"
 
 load: warehouse ## Load raw data: SCALE=N [DAYS=D] [SEED=S], or CSV=DIR for course-format CSV files
 	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load \
@@ -64,14 +66,14 @@ dbt: warehouse ## Run dbt against the local warehouse: make dbt ARGS="build"
 
 up: warehouse manifest ## Start the warehouse (with demo data) and Airflow at http://127.0.0.1:8080
 	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load --scale 1 --if-empty
-	@$(PY) -m include.local_airflow up
+	@$(PY) -m include.local_platform.local_airflow up
 
 airflow: ## Run the airflow CLI against the local instance: make airflow ARGS="dags list"
 	@test -f .local/airflow.env || { echo "Airflow is not set up: run make up first." >&2; exit 1; }
 	@set -a && source .local/airflow.env && set +a && $(PY) -m airflow $(ARGS)
 
 down: ## Stop Airflow and the warehouse (idempotent)
-	@if [ -x $(PY) ]; then $(PY) -m include.local_airflow down && $(PY) -m include.warehouse stop; \
+	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.local_airflow down && $(PY) -m include.local_platform.warehouse stop; \
 	else echo "Nothing to stop."; fi
 
 clean: down ## Stop everything and delete the local state (.local/)

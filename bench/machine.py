@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from include import settings
-from include.pgcluster import find_server_bin_dir
+from include.local_platform.pgcluster import find_server_bin_dir
 
 PACKAGES = ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-postgres", "psycopg2-binary")
 

@@ -18,8 +18,8 @@ from typing import Any
 from bench.measure import BenchError, CommandResult, clean_env, run_timed
 from bench.sizes import MODES
 from include import settings
-from include.pgcluster import PgCluster, free_port
-from include.warehouse import read_env_file
+from include.local_platform.pgcluster import PgCluster, free_port
+from include.local_platform.warehouse import read_env_file
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -49,7 +49,7 @@ class Stack:
 
     # -- warehouse -------------------------------------------------------------------------------------------
     def start_warehouse(self) -> None:
-        self._module("include.warehouse", "start", env=self.env).check("starting the benchmark warehouse")
+        self._module("include.local_platform.warehouse", "start", env=self.env).check("starting the benchmark warehouse")
         self._warehouse_env = read_env_file(self.local_dir / "warehouse.env")
 
     @property
@@ -119,13 +119,13 @@ class Stack:
         if self.airflow_mode not in (None, execution_mode):
             self.airflow_down()
         env = {**self.env, **MODES[execution_mode]}
-        result = self._module("include.local_airflow", "up", env=env, timeout=900)
+        result = self._module("include.local_platform.local_airflow", "up", env=env, timeout=900)
         result.check(f"starting Airflow ({execution_mode} mode)")
         self.airflow_mode = execution_mode
         return result
 
     def airflow_down(self) -> None:
-        self._module("include.local_airflow", "down", env=self.env, timeout=120)
+        self._module("include.local_platform.local_airflow", "down", env=self.env, timeout=120)
         self.airflow_mode = None
 
     @property
@@ -153,7 +153,7 @@ class Stack:
     def stop(self) -> None:
         if self.airflow_mode is not None or (self.airflow_home / "scheduler.pid").exists():
             self.airflow_down()
-        self._module("include.warehouse", "stop", env=self.env, timeout=120)
+        self._module("include.local_platform.warehouse", "stop", env=self.env, timeout=120)
 
 
 @contextmanager

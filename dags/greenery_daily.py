@@ -22,29 +22,30 @@ import datetime as dt
 import pendulum
 from airflow.sdk import DAG
 
-from include import alerts, dag_params, dbt_tasks
+from include.alerts import callbacks
+from include.dbt_tasks import params, steps
 
 DAG_ID = "greenery_daily"
 # Every dbt command of a run reprocesses the same validated window and honours full_refresh.
-DBT_ARGS = {"vars": dag_params.dbt_vars(), "full_refresh": dag_params.full_refresh_template()}
+DBT_ARGS = {"vars": params.dbt_vars(), "full_refresh": params.full_refresh_template()}
 
 with DAG(
     dag_id=DAG_ID,
-    schedule=dbt_tasks.daily_schedule(),
+    schedule=steps.daily_schedule(),
     start_date=pendulum.datetime(2021, 1, 1, tz="UTC"),  # before the first greenery order: backfills reach it
     catchup=False,  # a new deployment must not replay every day since start_date; backfill on purpose
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=3),
-    default_args=dbt_tasks.default_args(),
-    params=dag_params.PARAMS,
-    on_success_callback=alerts.on_dag_success,  # "recovered" after a failed run
-    on_failure_callback=alerts.on_dag_failure,  # a run that timed out
-    deadline=alerts.daily_deadline(),  # "still not done" when a run takes too long
+    default_args=steps.default_args(),
+    params=params.PARAMS,
+    on_success_callback=callbacks.on_dag_success,  # "recovered" after a failed run
+    on_failure_callback=callbacks.on_dag_failure,  # a run that timed out
+    deadline=callbacks.daily_deadline(),  # "still not done" when a run takes too long
     doc_md=__doc__,
     tags=["greenery", "dbt", "daily"],
 ):
-    validated = dag_params.validate_params_task()
-    freshness = dbt_tasks.source_freshness(DAG_ID, DBT_ARGS)
-    snapshots = dbt_tasks.snapshot_group(DBT_ARGS)
-    dbt_tasks.freshness_then_snapshots(validated, freshness, snapshots)
-    snapshots >> dbt_tasks.model_group(DBT_ARGS) >> dbt_tasks.docs_generate(DAG_ID, DBT_ARGS)
+    validated = params.validate_params_task()
+    freshness = steps.source_freshness(DAG_ID, DBT_ARGS)
+    snapshots = steps.snapshot_group(DBT_ARGS)
+    steps.freshness_then_snapshots(validated, freshness, snapshots)
+    snapshots >> steps.model_group(DBT_ARGS) >> steps.docs_generate(DAG_ID, DBT_ARGS)

@@ -13,15 +13,15 @@ depends on it; the next step runs five minutes later.
 """
 
 import datetime as dt
-import os
 
 import pendulum
 from airflow.sdk import DAG, task
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 
-from include import dbt_tasks, settings
+from include import settings
+from include.dbt_tasks import steps
 
-if os.environ.get("GREENERY_DEV_SIMULATOR") == "1":
+if settings.DEV_SIMULATOR.value():
     with DAG(
         dag_id="greenery_dev_shop_simulator",
         schedule=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
@@ -29,7 +29,7 @@ if os.environ.get("GREENERY_DEV_SIMULATOR") == "1":
         catchup=False,  # a missed step is simply not simulated
         max_active_runs=1,
         dagrun_timeout=dt.timedelta(minutes=10),
-        default_args=dbt_tasks.default_args(alert_on_failure=False),  # development only: nobody is on call
+        default_args=steps.default_args(alert_on_failure=False),  # development only: nobody is on call
         doc_md=__doc__,
         tags=["greenery", "dev"],
     ):

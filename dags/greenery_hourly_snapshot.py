@@ -16,19 +16,20 @@ import datetime as dt
 import pendulum
 from airflow.sdk import DAG
 
-from include import alerts, dbt_tasks
+from include.alerts import callbacks
+from include.dbt_tasks import steps
 
 with DAG(
     dag_id="greenery_hourly_snapshot",
-    schedule=dbt_tasks.hourly_schedule(),
+    schedule=steps.hourly_schedule(),
     start_date=pendulum.datetime(2021, 1, 1, tz="UTC"),
     catchup=False,  # a missed hour needs no replay: the next snapshot records the current state
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(minutes=45),
-    default_args=dbt_tasks.default_args(),
-    on_success_callback=alerts.on_dag_success,
-    on_failure_callback=alerts.on_dag_failure,
+    default_args=steps.default_args(),
+    on_success_callback=callbacks.on_dag_success,
+    on_failure_callback=callbacks.on_dag_failure,
     doc_md=__doc__,
     tags=["greenery", "dbt", "hourly"],
 ):
-    dbt_tasks.snapshot_group()
+    steps.snapshot_group()

@@ -6,22 +6,25 @@ metadata-database URL when it is first imported. Tests never touch the developer
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from include.pgcluster import PgCluster  # noqa: E402
+from include.local_platform.pgcluster import PgCluster  # noqa: E402
 
 _session: dict = {}
 
@@ -57,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         }
     )
-    from include.cosmos_config import dbt_docs_projects_setting  # reads the paths set just above
+    from include.dbt_tasks.cosmos_config import dbt_docs_projects_setting  # reads the paths set just above
 
     os.environ["AIRFLOW__COSMOS__DBT_DOCS_PROJECTS"] = dbt_docs_projects_setting()
     # Connections and variables of the developer's shell must not leak into tests.
@@ -154,8 +157,8 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
 
     Yields ``{"url": ..., "local_dir": ...}``. Stopped with ``make down``'s code at the end of the session.
     """
-    from include.pgcluster import free_port
-    from include.warehouse import read_env_file
+    from include.local_platform.pgcluster import free_port
+    from include.local_platform.warehouse import read_env_file
 
     local_dir = session_dir / "platform"
     env = {
@@ -168,16 +171,93 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
         GREENERY_WAREHOUSE_PORT=str(free_port()),
         GREENERY_AIRFLOW_PORT=str(free_port()),
     )
-    started = run_module("include.warehouse", "start", env=env)
+    started = run_module("include.local_platform.warehouse", "start", env=env)
     assert started.returncode == 0, started.stderr
     try:
         data_env = {**env, **read_env_file(local_dir / "warehouse.env")}
         loaded = run_module("include.greenery_data", "load", "--scale", "1", "--if-empty", env=data_env)
         assert loaded.returncode == 0, loaded.stdout + loaded.stderr
-        up = run_module("include.local_airflow", "up", env=env)
+        up = run_module("include.local_platform.local_airflow", "up", env=env)
         assert up.returncode == 0, up.stdout + up.stderr
         url = re.search(r"http://127\.0\.0\.1:\d+", up.stdout).group(0)
         yield {"url": url, "local_dir": str(local_dir), "up_output": up.stdout}
     finally:
-        run_module("include.local_airflow", "down", env=env)
-        run_module("include.warehouse", "stop", env=env)
+        run_module("include.local_platform.local_airflow", "down", env=env)
+        run_module("include.local_platform.warehouse", "stop", env=env)
+
+
+# -- the fixture shop: a small dbt project (tests/alerts/dbt_fixture) whose runs fail a test, warn, break a model
+# and find stale sources; its raw tables and real artifacts serve the alert and the run-history tests.
+FIXTURE_PROJECT = REPO_ROOT / "tests" / "alerts" / "dbt_fixture"
+DBT = str(Path(sys.executable).parent / "dbt")
+
+
+def load_shop_raw(env: dict[str, str], users_age: dt.timedelta) -> None:
+    """The fixture project's raw tables: orders 3 to 6 hours old with three null totals and two unknown statuses
+    (a failing and a warning test); users ``users_age`` old (freshness warns after 1 hour, errors after 1 day)."""
+    connection = psycopg2.connect(
+        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
+    )
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            """
+            create schema shop_raw;
+            create table shop_raw.orders (order_id text, order_total numeric, status text, created_at timestamptz);
+            insert into shop_raw.orders values
+                ('o1', 10, 'placed', now() - interval '3 hours'),
+                ('o2', null, 'shipped', now() - interval '4 hours'),
+                ('o3', null, 'returned', now() - interval '5 hours'),
+                ('o4', null, 'lost', now() - interval '6 hours');
+            create table shop_raw.users (user_id text, updated_at timestamptz);
+            insert into shop_raw.users values ('u1', now() - %s);
+            """,
+            (users_age,),
+        )
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def shop_database(module_database_factory) -> Callable[..., tuple[str, dict[str, str]]]:
+    """``shop_database("prefix", users_age=...)`` -> (dbname, libpq env) of a new database with the raw tables."""
+
+    def make(prefix: str, users_age: dt.timedelta = dt.timedelta(days=2)) -> tuple[str, dict[str, str]]:
+        dbname, env = module_database_factory(prefix)
+        load_shop_raw(env, users_age)
+        return dbname, env
+
+    return make
+
+
+def run_dbt(args: list[str], env: dict[str, str], work_dir: Path) -> subprocess.CompletedProcess:
+    """Plain dbt on the fixture project; artifacts and logs go to ``work_dir``, never into the repository."""
+    paths = ["--project-dir", str(FIXTURE_PROJECT), "--profiles-dir", str(FIXTURE_PROJECT)]
+    outputs = ["--target-path", str(work_dir / "target"), "--log-path", str(work_dir / "logs")]
+    return subprocess.run(
+        [DBT, *args, *paths, *outputs],
+        env={**os.environ, **env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@dataclass(frozen=True)
+class FixtureArtifacts:
+    build_target: Path
+    freshness_target: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def fixture_artifacts(shop_database, tmp_path_factory) -> FixtureArtifacts:
+    """Real ``dbt build`` and ``dbt source freshness`` artifacts: a test failing on 3 rows, a test warning on
+    2, a model failing with markup and non-ASCII in its error, one stale source warning and one in error."""
+    _, env = shop_database("alerts_artifacts", users_age=dt.timedelta(days=2))
+    build_dir = tmp_path_factory.mktemp("dbt_build")
+    build = run_dbt(["build"], env, build_dir)
+    assert build.returncode == 1, build.stdout[-3000:]  # it fails, on purpose
+    assert "not_null_orders_clean_order_total" in build.stdout
+    freshness_dir = tmp_path_factory.mktemp("dbt_freshness")
+    freshness = run_dbt(["source", "freshness"], env, freshness_dir)
+    assert freshness.returncode == 1, freshness.stdout[-3000:]
+    return FixtureArtifacts(build_dir / "target", freshness_dir / "target", env)

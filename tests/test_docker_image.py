@@ -35,6 +35,11 @@ def test_build_steps_point_at_paths_that_exist() -> None:
     assert project_dir and (REPO_ROOT / project_dir.group(1) / "dbt_project.yml").is_file()
     for path in re.findall(r"\bcd ([\w./-]+)", text):
         assert (REPO_ROOT / path).is_dir(), f"Dockerfile cds into {path}, which is not in the repository"
+    # The image's manifest is where the DAGs look for it (include.settings.DBT_MANIFEST_PATH).
+    from include import settings
+
+    target = settings.DBT_MANIFEST_PATH.parent.relative_to(settings.DBT_PROJECT_DIR)
+    assert f"dbt parse --quiet --profiles-dir . --project-dir . --target-path {target}" in text
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 
-from include.pgcluster import PgCluster
+from include.local_platform.pgcluster import PgCluster
 
 
 def test_pip_check_is_clean() -> None:

@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from include import alerts
-from include.dbt_artifacts import DbtInvocation, read_invocations
+from include import redaction
+from include.alerts import messages
+from include.history.artifacts import DbtInvocation, read_invocations
 
-FACTS = alerts.TaskFacts(
+FACTS = messages.TaskFacts(
     dag_id="greenery_daily",
     task_id="models.orders_clean_test",
     run_id="scheduled__2024-01-02T06:00:00+00:00",
@@ -57,7 +58,7 @@ def test_the_artifacts_say_what_dbt_said(build: DbtInvocation, freshness: DbtInv
 
 
 def test_a_failing_test_is_named_with_its_failing_rows_and_the_log_link(build: DbtInvocation) -> None:
-    text = alerts.failure_message(FACTS, [build])
+    text = messages.failure_message(FACTS, [build])
 
     assert text.startswith(":red_circle: *Failed:* `greenery_daily` › `models.orders_clean_test`")
     assert "• test `not_null_orders_clean_order_total` on `orders_clean.order_total`: *3 rows failed the test*" in text
@@ -73,7 +74,7 @@ def test_a_failing_test_is_named_with_its_failing_rows_and_the_log_link(build: D
 
 
 def test_a_failed_model_shows_the_first_lines_of_its_error_escaped_for_slack(build: DbtInvocation) -> None:
-    text = alerts.failure_message(FACTS, [build])
+    text = messages.failure_message(FACTS, [build])
 
     assert "• model `broken_model`: *error*" in text
     # dbt's error holds <, > and & and non-ASCII: escaped, and the German is intact.
@@ -85,7 +86,7 @@ def test_a_failed_model_shows_the_first_lines_of_its_error_escaped_for_slack(bui
 
 
 def test_stale_sources_say_how_old_their_newest_row_is(freshness: DbtInvocation) -> None:
-    text = alerts.failure_message(FACTS, [freshness])
+    text = messages.failure_message(FACTS, [freshness])
 
     assert "dbt source freshness reported 1 failed node:" in text
     assert "• source `shop.users`: *error*, newest row " in text
@@ -96,7 +97,7 @@ def test_stale_sources_say_how_old_their_newest_row_is(freshness: DbtInvocation)
 def test_warnings_of_a_successful_command_make_their_own_message(freshness: DbtInvocation) -> None:
     warned_only = dataclasses.replace(freshness, results=tuple(r for r in freshness.results if r.is_warned))
 
-    text = alerts.warning_message(FACTS, [warned_only])
+    text = messages.warning_message(FACTS, [warned_only])
 
     assert text.startswith(":warning: *Stale sources:* `greenery_daily` › `models.orders_clean_test`")
     assert "• source `shop.orders`: *warn*" in text and "shop.users" not in text
@@ -104,7 +105,7 @@ def test_warnings_of_a_successful_command_make_their_own_message(freshness: DbtI
 
 
 def test_without_dbt_results_the_exception_is_shown(build: DbtInvocation) -> None:
-    text = alerts.failure_message(FACTS, [], ValueError("start_date 2024-02-01 is after end_date <2024-01-01>"))
+    text = messages.failure_message(FACTS, [], ValueError("start_date 2024-02-01 is after end_date <2024-01-01>"))
 
     assert "```ValueError: start_date 2024-02-01 is after end_date &lt;2024-01-01&gt;```" in text
 
@@ -114,9 +115,9 @@ def test_long_errors_are_cut_and_the_message_stays_whole(build: DbtInvocation) -
     broken = [dataclasses.replace(result, message=huge) for result in build.results if result.is_failed] * 20
     long_run = dataclasses.replace(build, results=tuple(broken))
 
-    text = alerts.failure_message(FACTS, [long_run])
+    text = messages.failure_message(FACTS, [long_run])
 
-    assert len(text) <= alerts.MAX_MESSAGE_CHARS
+    assert len(text) <= messages.MAX_MESSAGE_CHARS
     assert text.count("```") % 2 == 0
     # Every failed node is either listed or counted.
     more = re.search(r"… and (\d+) more", text)
@@ -126,7 +127,7 @@ def test_long_errors_are_cut_and_the_message_stays_whole(build: DbtInvocation) -
 
 def test_no_alert_contains_a_webhook_url_or_a_password(build: DbtInvocation, monkeypatch) -> None:
     monkeypatch.setenv("PGPASSWORD", "s3cret-warehouse-pw")
-    alerts.register_secret("https://hooks.slack.com/services/T1/B2/abcdef123456")
+    redaction.register_secret("https://hooks.slack.com/services/T1/B2/abcdef123456")
     leaky = (
         "could not connect: postgresql://greenery:s3cret-warehouse-pw@db:5432/greenery "
         "after posting to https://hooks.slack.com/services/T1/B2/abcdef123456 with password=hunter22"
@@ -134,8 +135,8 @@ def test_no_alert_contains_a_webhook_url_or_a_password(build: DbtInvocation, mon
     broken = [dataclasses.replace(result, message=leaky) for result in build.results if result.is_failed]
 
     texts = [
-        alerts.failure_message(FACTS, [dataclasses.replace(build, results=tuple(broken))]),
-        alerts.failure_message(FACTS, [], RuntimeError(leaky)),
+        messages.failure_message(FACTS, [dataclasses.replace(build, results=tuple(broken))]),
+        messages.failure_message(FACTS, [], RuntimeError(leaky)),
     ]
 
     for text in texts:
@@ -146,9 +147,9 @@ def test_no_alert_contains_a_webhook_url_or_a_password(build: DbtInvocation, mon
 
 
 def test_recovery_run_failure_and_lateness_messages_link_to_the_run() -> None:
-    recovered = alerts.recovery_message("greenery_daily", "scheduled__2024-01-03T06:00:00+00:00", "scheduled__x")
-    timed_out = alerts.run_failure_message("greenery_daily", "manual__1", "timed_out")
-    late = alerts.deadline_message(
+    recovered = messages.recovery_message("greenery_daily", "scheduled__2024-01-03T06:00:00+00:00", "scheduled__x")
+    timed_out = messages.run_failure_message("greenery_daily", "manual__1", "timed_out")
+    late = messages.deadline_message(
         "greenery_daily", "scheduled__1", "running", "2024-01-03T06:00:05+00:00", dt.datetime(2024, 1, 3, 8, 0)
     )
 

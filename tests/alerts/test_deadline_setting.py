@@ -6,15 +6,15 @@ import datetime as dt
 
 import pytest
 
-from include import alerts
+from include.alerts import callbacks
 
 
 def test_default_deadline_is_two_hours_after_queueing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GREENERY_DAILY_DEADLINE_MINUTES", raising=False)
-    deadline = alerts.daily_deadline()
+    deadline = callbacks.daily_deadline()
     assert deadline.interval == dt.timedelta(minutes=120)
 
 
 def test_zero_turns_the_deadline_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENERY_DAILY_DEADLINE_MINUTES", "0")
-    assert alerts.daily_deadline() is None
+    assert callbacks.daily_deadline() is None

@@ -10,7 +10,8 @@ import logging
 import pytest
 from slack_stub import Reply, SlackWebhookStub
 
-from include import alerts
+from include.alerts import callbacks
+from include.alerts.slack import send_alert
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def _logged(caplog: pytest.LogCaptureFixture) -> str:
 def test_a_message_arrives_once_intact(slack: SlackWebhookStub) -> None:
     text = "*Failed:* `fct_orders` – Grüße 🌱 &amp; more"
 
-    assert alerts.send_alert(text) is True
+    assert send_alert(text) is True
 
     assert slack.delivered == [text]
     assert slack.requests[0].path == f"/services/{slack.token}"
@@ -36,7 +37,7 @@ def test_a_message_arrives_once_intact(slack: SlackWebhookStub) -> None:
 def test_server_errors_are_retried_with_a_pause_then_delivered(slack: SlackWebhookStub) -> None:
     slack.reply_with(Reply(500, "internal_error"), Reply(503, "service_unavailable"))
 
-    assert alerts.send_alert("the build failed") is True
+    assert send_alert("the build failed") is True
 
     assert slack.attempts == 3
     assert slack.delivered == ["the build failed"]
@@ -45,7 +46,7 @@ def test_server_errors_are_retried_with_a_pause_then_delivered(slack: SlackWebho
 def test_rate_limits_wait_for_retry_after(slack: SlackWebhookStub) -> None:
     slack.reply_with(Reply(429, "rate_limited", headers={"Retry-After": "1"}))
 
-    assert alerts.send_alert("late") is True
+    assert send_alert("late") is True
 
     assert slack.attempts == 2
 
@@ -54,7 +55,7 @@ def test_a_timeout_is_retried(slack: SlackWebhookStub, monkeypatch: pytest.Monke
     monkeypatch.setenv("GREENERY_SLACK_TIMEOUT_SECONDS", "1")
     slack.reply_with(Reply(200, delay=3))
 
-    assert alerts.send_alert("slow slack") is True
+    assert send_alert("slow slack") is True
 
     assert slack.attempts == 2
 
@@ -64,7 +65,7 @@ def test_when_slack_keeps_failing_the_alert_is_logged_and_nothing_raises(
 ) -> None:
     slack.reply_with(*[Reply(500, "internal_error")] * 10)
 
-    assert alerts.send_alert("dbt test not_null_x failed") is False
+    assert send_alert("dbt test not_null_x failed") is False
 
     assert slack.attempts == 4  # the first try and 3 retries
     logged = _logged(alert_log)
@@ -76,7 +77,7 @@ def test_when_slack_keeps_failing_the_alert_is_logged_and_nothing_raises(
 def test_a_client_error_is_not_retried(slack: SlackWebhookStub, alert_log: pytest.LogCaptureFixture) -> None:
     slack.reply_with(Reply(404, "no_service"))
 
-    assert alerts.send_alert("to a deleted webhook") is False
+    assert send_alert("to a deleted webhook") is False
 
     assert slack.attempts == 1
     assert "no_service" in _logged(alert_log)
@@ -88,7 +89,7 @@ def test_without_a_connection_the_alert_goes_to_the_log(
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS", raising=False)
     monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
 
-    assert alerts.send_alert("nobody listens") is False
+    assert send_alert("nobody listens") is False
 
     [warning] = [record for record in alert_log.records if record.levelno == logging.WARNING]
     assert "No Slack connection 'slack_alerts' (set SLACK_WEBHOOK_URL or AIRFLOW_CONN_SLACK_ALERTS)" in (
@@ -105,7 +106,7 @@ def test_slack_webhook_url_alone_configures_the_connection(monkeypatch: pytest.M
         monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS")
         monkeypatch.setenv("SLACK_WEBHOOK_URL", stub.url)
 
-        assert alerts.send_alert("configured from .env") is True
+        assert send_alert("configured from .env") is True
 
         assert stub.delivered == ["configured from .env"]
     finally:
@@ -124,7 +125,7 @@ def test_the_deadline_callback_says_which_run_is_late(slack: SlackWebhookStub) -
         "deadline": {"id": "d1", "deadline_time": "2024-01-03T08:00:02+00:00"},
     }
 
-    asyncio.run(alerts.notify_deadline_missed(context=context))
+    asyncio.run(callbacks.notify_deadline_missed(context=context))
 
     [text] = slack.delivered
     assert text.startswith(":hourglass: *Late:* `greenery_daily` run `scheduled__2024-01-03T06:00:00+00:00`")
@@ -136,15 +137,15 @@ def test_the_daily_deadline_counts_from_when_the_run_was_queued(monkeypatch: pyt
 
     monkeypatch.setenv("GREENERY_DAILY_DEADLINE_MINUTES", "90")
 
-    deadline = alerts.daily_deadline()
+    deadline = callbacks.daily_deadline()
 
     assert deadline.reference == DeadlineReference.DAGRUN_QUEUED_AT
     assert deadline.interval == dt.timedelta(minutes=90)
-    assert deadline.callback.path == "include.alerts.notify_deadline_missed"
+    assert deadline.callback.path == "include.alerts.callbacks.notify_deadline_missed"
 
 
 def test_a_bad_deadline_setting_says_what_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENERY_DAILY_DEADLINE_MINUTES", "two hours")
 
     with pytest.raises(ValueError, match=r"GREENERY_DAILY_DEADLINE_MINUTES='two hours' must be a number from 0 to"):
-        alerts.daily_deadline()
+        callbacks.daily_deadline()

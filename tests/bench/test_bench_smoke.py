@@ -1,7 +1,8 @@
 """The benchmark's code path, run in CI so it cannot rot: ``python -m bench.run --smoke`` runs every section once
 at the smallest size — parse time, load throughput, scaling at scale 1, and the Cosmos comparison with Airflow's
 real scheduler (on the four-task ``greenery_hourly_snapshot`` instead of the 70-task daily DAG, to stay short) —
-and must write results of the documented shape. Times are never asserted here; ``make bench`` reports them.
+and must write raw results of the documented shape, their compact summary and the page. Times are never asserted
+here; ``make bench`` reports them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.schema import section_errors, validate
+from bench.report import SUMMARY, check, section_errors
 from include import settings
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,10 +40,24 @@ def test_smoke_run_succeeds_and_writes_every_section(smoke_run):
     result, out = smoke_run
     assert result.returncode == 0, f"bench.run --smoke failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     document = json.loads((out / "latest.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
 
-    validate(document)
+    check(document)
     assert section_errors(document) == {}
     assert document["size"]["name"] == "smoke"
+    assert summary["goals"] == document["goals"]
+    assert "pairs" not in summary["sections"]["cosmos_overhead"]["modes"]["local"], "the summary kept the raw pairs"
+
+
+def test_the_committed_summary_passes_and_a_missing_or_failed_section_does_not():
+    summary = json.loads(SUMMARY.read_text())
+    check(summary)
+
+    summary["sections"]["scaling"] = {"error": "dbt build failed"}
+    assert section_errors(summary) == {"scaling": "dbt build failed"}
+    del summary["sections"]["scaling"]
+    with pytest.raises(ValueError, match=r"lack sections\.scaling"):
+        check(summary)
 
 
 def test_every_dag_file_is_parsed_against_the_trivial_one(smoke_run):
@@ -72,7 +87,8 @@ def test_results_page_and_charts_are_written(smoke_run):
     _, out = smoke_run
     page = (out / "RESULTS.md").read_text()
 
-    for heading in ("## Summary", "## 1. DAG parse time", "## 2. Cosmos overhead", "## 3. Scaling", "## 4. Load"):
+    headings = ("## Summary", "## Default execution mode", "## 1. DAG parse time", "## 2. Cosmos overhead")
+    for heading in (*headings, "## 3. Scaling", "## 4. Load"):
         assert heading in page
     assert "real scheduler" in page
     for chart in ("parse_time.png", "cosmos_overhead.png", "load_throughput.png"):

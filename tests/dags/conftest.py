@@ -12,12 +12,14 @@ from include import settings
 
 @pytest.fixture(scope="session")
 def dbt_manifest() -> Path:
-    """dbt/greenery/target/manifest.json, written by `dbt parse` when `make` has not done it already."""
+    """The manifest the DAGs render from, written as `make manifest` does when `make` has not done it already."""
     if not settings.DBT_MANIFEST_PATH.is_file():
-        from include.cosmos_config import _dbt_executable
+        from include.dbt_tasks.cosmos_config import _dbt_executable
+
+        target = str(settings.DBT_MANIFEST_PATH.parent.relative_to(settings.DBT_PROJECT_DIR))
 
         result = subprocess.run(
-            [_dbt_executable(), "parse", "--profiles-dir", ".", "--project-dir", "."],
+            [_dbt_executable(), "parse", "--profiles-dir", ".", "--project-dir", ".", "--target-path", target],
             cwd=settings.DBT_PROJECT_DIR,
             capture_output=True,
             text=True,

@@ -66,3 +66,62 @@ def test_catchup_is_set_deliberately(dag_file: Path) -> None:
     assert dag_calls, f"{dag_file.name} defines no DAG"
     for call in dag_calls:
         assert any(kw.arg == "catchup" for kw in call.keywords), f"{dag_file.name}: DAG without catchup="
+
+
+# What a DAG may import: the DAG-facing packages of include/. The laptop/CI platform (include.local_platform)
+# does not exist on a deployment, so neither a DAG file nor anything it imports may reach for it.
+DAG_FACING = (
+    "include.settings",
+    "include.redaction",
+    "include.dbt_tasks",
+    "include.alerts",
+    "include.history",
+    "include.greenery_data",
+)
+DAG_FACING_DIRS = [DAGS_DIR.parent / "include" / name for name in ("dbt_tasks", "alerts", "history")]
+PLATFORM = "include.local_platform"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_dags_import_only_the_dag_facing_packages() -> None:
+    problems = []
+    for dag_file in DAG_FILES:
+        problems += [
+            f"{dag_file.name} imports {name}"
+            for name in sorted(_imports(dag_file))
+            if name.startswith("include.") and not name.startswith(DAG_FACING)
+        ]
+    for folder in DAG_FACING_DIRS:
+        for module in folder.rglob("*.py"):
+            problems += [
+                f"{module.relative_to(DAGS_DIR.parent)} imports {n}" for n in _imports(module) if n.startswith(PLATFORM)
+            ]
+    assert not problems, "\n".join(problems)
+
+
+def test_parsing_the_dags_loads_nothing_of_the_local_platform(tmp_path: Path) -> None:
+    """The import graph, not only the import lines: parse the DAG folder in a fresh process and look."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_DIR)!r})\n"
+        "assert bag.dags and not bag.import_errors, bag.import_errors\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({PLATFORM!r})))\n"
+    )
+    env = {**os.environ, "GREENERY_DEV_SIMULATOR": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -7,7 +7,7 @@ import datetime as dt
 import pendulum
 import pytest
 
-from include.dag_params import InvalidParams, resolve_window
+from include.dbt_tasks.params import InvalidParams, resolve_window
 
 UTC = dt.UTC
 # Airflow hands the task pendulum datetimes, not the standard library's.

@@ -72,14 +72,14 @@ def test_hourly_runs_every_hour_one_run_at_a_time(hourly) -> None:
 
 
 def test_the_daily_hour_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from include import dbt_tasks
-    from include.cosmos_config import ConfigurationError
+    from include.dbt_tasks import steps
+    from include.settings import ConfigurationError
 
     monkeypatch.setenv("GREENERY_DAILY_HOUR", "22")
-    assert dbt_tasks.daily_schedule().expression == "0 22 * * *"
+    assert steps.daily_schedule().expression == "0 22 * * *"
     monkeypatch.setenv("GREENERY_DAILY_HOUR", "25")
     with pytest.raises(ConfigurationError, match="GREENERY_DAILY_HOUR='25' must be a whole number from 0 to 23"):
-        dbt_tasks.daily_schedule()
+        steps.daily_schedule()
 
 
 def test_the_trigger_form_offers_full_refresh_and_a_date_window(daily) -> None:
@@ -165,7 +165,7 @@ def test_hourly_dag_runs_only_the_snapshots(hourly, manifest) -> None:
 
 
 def test_every_snapshot_task_of_both_dags_shares_the_one_slot_pool(daily, hourly) -> None:
-    from include.cosmos_config import POOLS, SNAPSHOT_POOL
+    from include.dbt_tasks.cosmos_config import POOLS, SNAPSHOT_POOL
 
     assert (SNAPSHOT_POOL, 1) in [(name, slots) for name, slots, _ in POOLS]
     snapshot_tasks = [t for dag in (daily, hourly) for t in dag.tasks if type(t).__name__ == "DbtSnapshotLocalOperator"]
@@ -228,14 +228,15 @@ def test_every_parse_reads_the_warehouse_connection_again(monkeypatch: pytest.Mo
 def test_execution_mode_is_one_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from cosmos.constants import ExecutionMode
 
-    from include import cosmos_config
+    from include import settings
+    from include.dbt_tasks import cosmos_config
 
-    monkeypatch.setenv(cosmos_config.EXECUTION_MODE_ENV, "WATCHER")
+    monkeypatch.setenv(settings.COSMOS_EXECUTION_MODE.name, "WATCHER")
     assert cosmos_config.execution_mode() == ExecutionMode.WATCHER
-    monkeypatch.delenv(cosmos_config.EXECUTION_MODE_ENV)
-    assert cosmos_config.execution_mode() == ExecutionMode(cosmos_config.DEFAULT_EXECUTION_MODE)
-    monkeypatch.setenv(cosmos_config.EXECUTION_MODE_ENV, "kubernetes")
-    with pytest.raises(cosmos_config.ConfigurationError, match="use one of local, watcher"):
+    monkeypatch.delenv(settings.COSMOS_EXECUTION_MODE.name)
+    assert cosmos_config.execution_mode() == ExecutionMode(settings.COSMOS_EXECUTION_MODE.default)
+    monkeypatch.setenv(settings.COSMOS_EXECUTION_MODE.name, "kubernetes")
+    with pytest.raises(settings.ConfigurationError, match="use one of local, watcher"):
         cosmos_config.execution_mode()
 
 
@@ -303,12 +304,13 @@ def test_without_a_manifest_the_dags_fall_back_to_dbt_ls(tmp_path: Path, airflow
 
 
 def test_alerts_and_run_history_are_wired_into_every_dbt_task(daily, hourly) -> None:
-    from include import alerts
-    from include.dbt_tasks import RECORD_DBT_RESULTS, publish_docs
+    from include.alerts.callbacks import on_dag_success, on_task_failure
+    from include.dbt_tasks.docs import publish_docs
+    from include.dbt_tasks.steps import RECORD_DBT_RESULTS
 
     for dag in (daily, hourly):
-        assert dag.default_args["on_failure_callback"] is alerts.on_task_failure
-        assert dag.on_success_callback is alerts.on_dag_success or alerts.on_dag_success in dag.on_success_callback
+        assert dag.default_args["on_failure_callback"] is on_task_failure
+        assert dag.on_success_callback is on_dag_success or on_dag_success in dag.on_success_callback
         dbt_tasks = [t for t in dag.tasks if type(t).__module__.startswith("cosmos.")]
         assert dbt_tasks
         for task in dbt_tasks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from data_helpers import END, row_counts, run_cli, scalar
 
-from include.pgcluster import free_port
+from include.local_platform.pgcluster import free_port
 
 
 @pytest.mark.parametrize(

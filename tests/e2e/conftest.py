@@ -79,7 +79,7 @@ class DagRunResult:
 def warehouse(pg_cluster, module_database_factory, dbt_manifest, airflow_db, tmp_path_factory) -> Iterator[Warehouse]:  # noqa: F811
     """A fresh database with four days of generated data up to now, its project built once with plain dbt
     (setup, not the thing under test), the Airflow connection and the snapshot pool in place."""
-    from include.cosmos_config import POOLS, _dbt_executable
+    from include.dbt_tasks.cosmos_config import POOLS, _dbt_executable
     from include.greenery_data import apply_schema, load_generated
 
     dbname, libpq_env = module_database_factory("e2e")

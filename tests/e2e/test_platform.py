@@ -20,7 +20,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from include.warehouse import read_env_file
+from include.local_platform.warehouse import read_env_file
 
 # Starting the platform and one full daily run take several minutes on a small machine.
 pytestmark = pytest.mark.timeout(45 * 60)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from include.preloading_executor import preload
+from include.local_platform.preloading_executor import preload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, multiprocessing, sys
 multiprocessing.set_start_method(sys.argv[1], force=True)
-from include.preloading_executor import PRELOADED_MODULES, PreloadingLocalExecutor
+from include.local_platform.preloading_executor import PRELOADED_MODULES, PreloadingLocalExecutor
 before = [name for name in PRELOADED_MODULES if name in sys.modules]
 executor = PreloadingLocalExecutor(parallelism=2)
 executor.start()
@@ -57,7 +57,7 @@ def test_with_spawn_there_is_nothing_to_inherit_so_nothing_is_preloaded() -> Non
 
 
 def test_a_module_that_cannot_be_imported_is_reported_and_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="include.preloading_executor"):
+    with caplog.at_level(logging.WARNING, logger="include.local_platform.preloading_executor"):
         missing = preload(("json", "greenery_no_such_module"))
     assert missing == ["greenery_no_such_module"]
     assert "Not preloading greenery_no_such_module for the task processes" in caplog.text

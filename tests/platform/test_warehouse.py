@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from include import pgcluster
-from include.warehouse import read_env_file
+from include.local_platform import pgcluster
+from include.local_platform.warehouse import read_env_file
 from tests.conftest import run_module
 
 
@@ -32,11 +32,11 @@ def private_env(server_tmp: Path) -> dict[str, str]:
 
 def test_start_twice_reuses_the_cluster_and_stop_twice_is_fine(private_env: dict[str, str]) -> None:
     env = {**private_env, "GREENERY_WAREHOUSE_PORT": str(pgcluster.free_port())}
-    first = run_module("include.warehouse", "start", env=env)
+    first = run_module("include.local_platform.warehouse", "start", env=env)
     try:
         assert first.returncode == 0, first.stderr
         assert "Warehouse started" in first.stdout
-        second = run_module("include.warehouse", "start", env=env)
+        second = run_module("include.local_platform.warehouse", "start", env=env)
         assert second.returncode == 0 and "already running" in second.stdout
         values = read_env_file(Path(env["GREENERY_LOCAL_DIR"]) / "warehouse.env")
         assert values["PGPORT"] == env["GREENERY_WAREHOUSE_PORT"]
@@ -57,16 +57,16 @@ def test_start_twice_reuses_the_cluster_and_stop_twice_is_fine(private_env: dict
         )
         conn.close()
     finally:
-        stop = run_module("include.warehouse", "stop", env=env)
+        stop = run_module("include.local_platform.warehouse", "stop", env=env)
     assert stop.returncode == 0 and "stopped" in stop.stdout
-    again = run_module("include.warehouse", "stop", env=env)
+    again = run_module("include.local_platform.warehouse", "stop", env=env)
     assert again.returncode == 0 and "not running" in again.stdout
-    status = run_module("include.warehouse", "status", env=env)
+    status = run_module("include.local_platform.warehouse", "status", env=env)
     assert status.returncode == 1 and "make warehouse" in status.stdout
 
 
 def test_down_with_nothing_ever_started(private_env: dict[str, str]) -> None:
-    for module in ("include.local_airflow", "include.warehouse"):
+    for module in ("include.local_platform.local_airflow", "include.local_platform.warehouse"):
         result = run_module(module, "down" if module.endswith("airflow") else "stop", env=private_env)
         assert result.returncode == 0, result.stderr
         assert "nothing to stop" in result.stdout.lower()
@@ -78,20 +78,21 @@ def test_a_port_in_use_by_another_program_is_never_attached_to(private_env: dict
         squatter.listen()
         taken = squatter.getsockname()[1]
         env = {**private_env, "GREENERY_WAREHOUSE_PORT": str(taken)}
-        result = run_module("include.warehouse", "start", env=env)
+        result = run_module("include.local_platform.warehouse", "start", env=env)
         try:
             assert result.returncode == 0, result.stderr
             assert f"Port {taken} is in use by another program" in result.stdout
             values = read_env_file(Path(env["GREENERY_LOCAL_DIR"]) / "warehouse.env")
             assert values["PGPORT"] != str(taken)
         finally:
-            run_module("include.warehouse", "stop", env=env)
+            run_module("include.local_platform.warehouse", "stop", env=env)
 
 
 def test_missing_server_binaries_give_one_clear_message(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from include import settings, warehouse
+    from include import settings
+    from include.local_platform import warehouse
 
     monkeypatch.setattr(pgcluster.shutil, "which", lambda name: None)
     monkeypatch.setattr(pgcluster.glob, "glob", lambda pattern: [])

@@ -22,7 +22,7 @@ from cosmos.constants import InvocationMode
 from cosmos.operators.local import DbtBuildLocalOperator, DbtSourceLocalOperator
 from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMapping
 
-from include import alerts
+from include.alerts import callbacks
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_fixture"
 DBT_ARGS = {
@@ -37,16 +37,16 @@ DBT_ARGS = {
     "invocation_mode": InvocationMode.DBT_RUNNER,
     "install_deps": False,
     "emit_datasets": False,
-    "callback": "include.run_history.record_dbt_artifacts",
+    "callback": "include.history.store.record_dbt_artifacts",
 }
 
 with DAG(
     dag_id="alerts_fixture",
     schedule=None,
     start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-    default_args={"owner": "analytics", "retries": 0, "on_failure_callback": alerts.on_task_failure},
-    on_success_callback=alerts.on_dag_success,
-    on_failure_callback=alerts.on_dag_failure,
+    default_args={"owner": "analytics", "retries": 0, "on_failure_callback": callbacks.on_task_failure},
+    on_success_callback=callbacks.on_dag_success,
+    on_failure_callback=callbacks.on_dag_failure,
     tags=["test"],
 ) as dag:
     freshness = DbtSourceLocalOperator(task_id="source_freshness", **DBT_ARGS)

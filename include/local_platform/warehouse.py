@@ -1,9 +1,9 @@
 """The local warehouse: a private PostgreSQL cluster under ``.local/postgres`` with the databases ``greenery``
 (raw source tables and everything dbt builds) and ``airflow`` (Airflow's metadata).
 
-    python -m include.warehouse start    # idempotent; writes .local/warehouse.env
-    python -m include.warehouse stop     # idempotent
-    python -m include.warehouse status
+    python -m include.local_platform.warehouse start    # idempotent; writes .local/warehouse.env
+    python -m include.local_platform.warehouse stop     # idempotent
+    python -m include.local_platform.warehouse status
 
 ``source .local/warehouse.env && psql`` then reaches the warehouse database.
 """
@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 
 from include import settings
-from include.pgcluster import ClusterError, PgCluster, port_is_free
+from include.local_platform.pgcluster import ClusterError, PgCluster, port_is_free
 
-DEFAULT_PORT = 5433
 WAREHOUSE_DB = "greenery"
 AIRFLOW_DB = "airflow"
 
 
 def cluster() -> PgCluster:
-    return PgCluster(settings.LOCAL_DIR / "postgres", port=int(os.environ.get("GREENERY_WAREHOUSE_PORT", DEFAULT_PORT)))
+    return PgCluster(settings.LOCAL_DIR / "postgres", port=settings.WAREHOUSE_PORT.value())
 
 
 def warehouse_connection_json(pg: PgCluster) -> str:
@@ -103,7 +101,9 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.warehouse", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m include.local_platform.warehouse", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("command", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
     try:

@@ -1,5 +1,5 @@
 """How alerts retry Slack: imported only when an alert is sent, so that parsing a DAG file never loads slack_sdk
-(importing it was about a quarter of a cold parse of greenery_daily, see bench/RESULTS.md)."""
+(its import was a large share of a cold parse of greenery_daily: bench/RESULTS.md)."""
 
 from __future__ import annotations
 

@@ -2,17 +2,17 @@
 
 On Linux the LocalExecutor forks its worker processes from the scheduler, and each worker forks a process per
 task: whatever the scheduler imported before starting its workers, every task process starts with, for free.
-A Cosmos LOCAL task otherwise spends about two seconds of CPU importing dbt before dbt does any work; with one
-task per dbt node that is most of a small model's task time (see bench/RESULTS.md). Importing it once costs the
-scheduler about two seconds at start-up and the memory of the modules, which the forked processes share.
+A Cosmos LOCAL task otherwise spends seconds of CPU importing dbt before dbt does any work; with one task per dbt
+node that is most of a small model's task time (bench/RESULTS.md). Importing it once costs the scheduler that
+import at start-up and the memory of the modules, which the forked processes share.
 
 Only third-party libraries are preloaded (dbt, its Postgres adapter, Cosmos, the Slack SDK): the project's own
 modules (``include/``, the DAG files) are still imported fresh by every task, so a code change takes effect
 without restarting the scheduler. Upgrading dbt or Cosmos needs a scheduler restart, as any upgrade does.
 
-Use it with ``AIRFLOW__CORE__EXECUTOR=include.preloading_executor.PreloadingLocalExecutor`` (``make up`` does;
-the Astro CLI's local environment can, through ``.env``). With the ``spawn`` start method (macOS) there is
-nothing to inherit, so it behaves exactly like the LocalExecutor.
+Use it with ``AIRFLOW__CORE__EXECUTOR=include.local_platform.preloading_executor.PreloadingLocalExecutor``
+(``make up`` does; the Astro CLI's local environment can, through ``.env``). With the ``spawn`` start method
+(macOS) there is nothing to inherit, so it behaves exactly like the LocalExecutor.
 """
 
 from __future__ import annotations

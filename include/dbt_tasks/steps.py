@@ -1,20 +1,15 @@
 """The pieces the greenery DAG files assemble: schedules, default arguments, and the dbt steps
 (source freshness, snapshots, models with their tests, docs).
 
-Settings (environment variables, read when a DAG file is parsed):
-
-- ``GREENERY_DAILY_HOUR``: UTC hour of the daily run (6).
-- ``GREENERY_FRESHNESS_BLOCKS``: ``1`` makes a failed ``dbt source freshness`` stop the daily build; by
-  default (``0``) it fails its own task, which alerts, and the build goes on.
+Settings (``include.settings``, read when a DAG file is parsed): ``GREENERY_DAILY_HOUR``, the UTC hour of the
+daily run; ``GREENERY_FRESHNESS_BLOCKS=1``, a failed ``dbt source freshness`` stops the daily build (by default
+it fails its own task, which alerts, and the build goes on).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +22,31 @@ from cosmos.constants import DbtResourceType, InvocationMode
 from cosmos.dbt.graph import DbtNode
 from cosmos.operators.local import DbtDocsLocalOperator, DbtSourceLocalOperator, DbtTestLocalOperator
 
-from include import alerts, settings
-from include.cosmos_config import (
+from include import settings
+from include.alerts.callbacks import on_task_failure
+from include.dbt_tasks.cosmos_config import (
     EXECUTION_CONFIG,
     LOCAL_EXECUTION_CONFIG,
     PROJECT_CONFIG,
     SNAPSHOT_POOL,
-    ConfigurationError,
     profile_config,
     render_config,
 )
+from include.dbt_tasks.docs import publish_docs
 
 log = logging.getLogger(__name__)
 
 OWNER = "analytics"
 # Cosmos calls this after every dbt command (also a failed one): it keeps the results in the warehouse's
 # dbt_meta schema and sends the warning alerts (stale sources, tests that ended in warn).
-RECORD_DBT_RESULTS = "include.run_history.record_dbt_artifacts"
+RECORD_DBT_RESULTS = "include.history.store.record_dbt_artifacts"
 SOURCE_NAME = "greenery"
 MARTS_PATH = "models/marts/"
-DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
-
-
-def _int_setting(name: str, default: int, low: int, high: int) -> int:
-    value = os.environ.get(name, str(default)).strip()
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise ConfigurationError(f"{name}={value!r} must be a whole number from {low} to {high}.")
-    return int(value)
 
 
 def daily_schedule() -> CronTriggerTimetable:
     """Every day at ``GREENERY_DAILY_HOUR`` UTC; each run's data interval is the 24 hours before it."""
-    hour = _int_setting("GREENERY_DAILY_HOUR", 6, 0, 23)
+    hour = settings.DAILY_HOUR.value()
     return CronTriggerTimetable(f"0 {hour} * * *", timezone="UTC", interval=dt.timedelta(days=1))
 
 
@@ -68,7 +56,7 @@ def hourly_schedule() -> CronTriggerTimetable:
 
 
 def freshness_blocks() -> bool:
-    return _int_setting("GREENERY_FRESHNESS_BLOCKS", 0, 0, 1) == 1
+    return settings.FRESHNESS_BLOCKS.value()
 
 
 def default_args(alert_on_failure: bool = True) -> dict[str, Any]:
@@ -83,7 +71,7 @@ def default_args(alert_on_failure: bool = True) -> dict[str, Any]:
         "max_retry_delay": dt.timedelta(minutes=10),
     }
     if alert_on_failure:
-        args["on_failure_callback"] = alerts.on_task_failure
+        args["on_failure_callback"] = on_task_failure
     return args
 
 
@@ -134,7 +122,7 @@ def _no_retries_on_tests(group: TaskGroup) -> None:
 
 def _assets_only_from_marts(group: TaskGroup) -> None:
     """Emit Airflow assets from the mart tasks only: the marts are what other DAGs and dashboards consume, and
-    working out a task's assets costs Cosmos about two seconds of parsing dbt artifacts per task."""
+    working out a task's assets costs Cosmos a parse of dbt artifacts per task (bench/RESULTS.md)."""
     for task in group.iter_tasks():
         node = getattr(task, "extra_context", {}).get("dbt_node_config") or {}
         if getattr(task, "emit_datasets", False) and not node.get("original_file_path", "").startswith(MARTS_PATH):
@@ -211,37 +199,6 @@ def model_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
     _no_retries_on_tests(group)
     _assets_only_from_marts(group)
     return group
-
-
-def publish_docs(project_dir: str, **_: Any) -> None:
-    """Cosmos callback of ``docs_generate``: copy the generated site to ``settings.DBT_DOCS_DIR``. Every file is
-    copied beside its final name first and renamed into place only when all are there, so the Airflow UI never
-    serves a half-written file, and a failed generation leaves the previous site whole.
-
-    Cosmos runs callbacks before it reports a failed dbt command, so this one does not raise when files are
-    missing: the task then fails with dbt's own error instead of a missing-file error."""
-    target = Path(project_dir) / "target"
-    missing = [name for name in DOCS_FILES if not (target / name).is_file()]
-    if missing:
-        log.warning("dbt docs generate wrote no %s; the docs published before stay in place.", ", ".join(missing))
-        return
-    docs_dir = settings.DBT_DOCS_DIR
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name in DOCS_FILES:
-            with (
-                open(target / name, "rb") as source,
-                tempfile.NamedTemporaryFile(dir=docs_dir, prefix=f".{name}.", delete=False) as handle,
-            ):
-                staged.append((Path(handle.name), docs_dir / name))
-                shutil.copyfileobj(source, handle)
-        for temporary, final in staged:
-            temporary.chmod(0o644)
-            os.replace(temporary, final)
-    finally:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
 
 
 def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:

@@ -1,10 +1,10 @@
 """The local Airflow 3 of ``make up``: api-server, scheduler, dag-processor and triggerer in the background,
 LocalExecutor on the warehouse cluster's ``airflow`` database, ``AIRFLOW_HOME`` under ``.local/airflow``.
 
-    python -m include.local_airflow up       # idempotent; returns once the UI answers and the DAGs are parsed
-    python -m include.local_airflow down     # idempotent; leaves no process of ours running
+    python -m include.local_platform.local_airflow up     # idempotent; returns once the UI answers, DAGs parsed
+    python -m include.local_platform.local_airflow down   # idempotent; leaves no process of ours running
 
-The warehouse must be running (``python -m include.warehouse start``).
+The warehouse must be running (``python -m include.local_platform.warehouse start``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import urllib.request
 from pathlib import Path
 
 from include import settings
-from include.pgcluster import ClusterError, port_is_free
-from include.warehouse import AIRFLOW_DB, cluster, warehouse_connection_json
+from include.local_platform.pgcluster import ClusterError, port_is_free
+from include.local_platform.warehouse import AIRFLOW_DB, cluster, warehouse_connection_json
 
 AIRFLOW_HOME = settings.LOCAL_DIR / "airflow"
 STATE_FILE = AIRFLOW_HOME / "platform.json"
 ENV_FILE = settings.LOCAL_DIR / "airflow.env"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-DEFAULT_PORT = 8080
 # Every process we start carries this variable, so `down` can find and stop all of them, task processes included.
 MARKER = "GREENERY_LOCAL_AIRFLOW"
 
@@ -52,6 +51,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
         key, _, value = line.removeprefix("export ").partition("=")
         values[key.strip()] = value.strip().strip("'\"")
     return values
+
+
+def _user_settings() -> dict[str, str]:
+    """The settings of this platform: ``.env`` beside the repository, overridden by the environment."""
+    return {**read_dotenv(settings.REPO_ROOT / ".env"), **os.environ}
 
 
 def _state() -> dict:
@@ -78,32 +82,35 @@ def _save_state(state: dict) -> None:
 
 def airflow_env(port: int) -> dict[str, str]:
     """The environment of every Airflow process of the local platform."""
-    from include.cosmos_config import dbt_docs_projects_setting
+    from include.dbt_tasks.cosmos_config import dbt_docs_projects_setting
 
     pg = cluster()
     if not pg.is_initialized() or not pg.is_running():
         raise PlatformError("The warehouse is not running: start it with `make warehouse`.")
     state = _state()
-    user_settings = {**read_dotenv(settings.REPO_ROOT / ".env"), **os.environ}
-    admin_password = user_settings.get("AIRFLOW_ADMIN_PASSWORD") or "admin"
+    user_settings = _user_settings()
+    admin_password = settings.ADMIN_PASSWORD.value(user_settings)
     passwords_file = AIRFLOW_HOME / "passwords.json"
     passwords_file.write_text(json.dumps({"admin": admin_password}))
     passwords_file.chmod(0o600)
     base_url = f"http://127.0.0.1:{port}"
+    inherited = dict(os.environ)
+    # On here unless .env or the environment says 0.
+    simulator = settings.DEV_SIMULATOR.value(user_settings) if settings.DEV_SIMULATOR.is_set(user_settings) else True
     env = {
-        **os.environ,
+        **inherited,
         MARKER: str(AIRFLOW_HOME),
         "AIRFLOW_HOME": str(AIRFLOW_HOME),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.REPO_ROOT), inherited.get("PYTHONPATH")])),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # The LocalExecutor, with dbt and Cosmos imported once in the scheduler: every task process forked from
-        # it starts with them loaded instead of spending about two seconds importing dbt (bench/RESULTS.md).
+        # it starts with them loaded instead of importing dbt itself (bench/RESULTS.md).
         # GREENERY_PRELOAD_DBT=0 runs Airflow's stock LocalExecutor instead (the benchmark compares the two).
         "AIRFLOW__CORE__EXECUTOR": (
-            "LocalExecutor"
-            if user_settings.get("GREENERY_PRELOAD_DBT", "1").strip() == "0"
-            else "include.preloading_executor.PreloadingLocalExecutor"
+            "include.local_platform.preloading_executor.PreloadingLocalExecutor"
+            if settings.PRELOAD_DBT.value(user_settings)
+            else "LocalExecutor"
         ),
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -130,9 +137,9 @@ def airflow_env(port: int) -> dict[str, str]:
         # Cosmos' Airflow 3 plugin serves the docs the daily DAG writes there (Browse > dbt Docs).
         "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": dbt_docs_projects_setting(),
         # The live shop simulator DAG exists only on this local platform, never in production.
-        "GREENERY_DEV_SIMULATOR": user_settings.get("GREENERY_DEV_SIMULATOR", "1"),
+        "GREENERY_DEV_SIMULATOR": "1" if simulator else "0",
     }
-    webhook = user_settings.get("SLACK_WEBHOOK_URL")
+    webhook = settings.SLACK_WEBHOOK_URL.value(user_settings)
     if webhook and "AIRFLOW_CONN_SLACK_ALERTS" not in user_settings:
         env["AIRFLOW_CONN_SLACK_ALERTS"] = json.dumps({"conn_type": "slackwebhook", "password": webhook})
     if user_settings.get("AIRFLOW_CONN_SLACK_ALERTS"):
@@ -211,7 +218,7 @@ def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def _choose_port(state: dict) -> int:
-    preferred = int(os.environ.get("GREENERY_AIRFLOW_PORT", DEFAULT_PORT))
+    preferred = settings.AIRFLOW_PORT.value()
     if any(_component_running(c) for c in COMPONENTS) and state.get("port"):
         return state["port"]
     if port_is_free(preferred):
@@ -219,7 +226,7 @@ def _choose_port(state: dict) -> int:
     if state.get("port") and port_is_free(state["port"]):
         port = state["port"]
     else:
-        from include.pgcluster import free_port
+        from include.local_platform.pgcluster import free_port
 
         port = free_port()
     print(f"Port {preferred} is in use by another program, so the Airflow UI listens on {port} instead.")
@@ -323,15 +330,14 @@ def _start_component(component: str, env: dict[str, str]) -> None:
 
 
 def env_password_hint() -> str:
-    user_settings = {**read_dotenv(settings.REPO_ROOT / ".env"), **os.environ}
-    if user_settings.get("AIRFLOW_ADMIN_PASSWORD"):
+    if settings.ADMIN_PASSWORD.is_set(_user_settings()):
         return "the password in AIRFLOW_ADMIN_PASSWORD"
     return "admin"
 
 
 def _pools() -> list[tuple[str, int, str]]:
     """Pools the DAGs need, declared next to the Cosmos configuration."""
-    from include.cosmos_config import POOLS
+    from include.dbt_tasks.cosmos_config import POOLS
 
     return list(POOLS)
 
@@ -365,7 +371,9 @@ def down(timeout: float = 30) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.local_airflow", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m include.local_platform.local_airflow", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("command", choices=["up", "down"])
     args = parser.parse_args(argv)
     try:

@@ -1,19 +1,14 @@
 """The Cosmos configuration every greenery DAG shares: one profile, one project, one execution config and a
 render-config factory, so that a DAG file only says *what* to run.
 
-Settings (environment variables, read when a DAG file is parsed):
-
-- ``GREENERY_COSMOS_EXECUTION_MODE``: ``local`` (default) or ``watcher``; see ``EXECUTION_MODE`` below.
-- ``GREENERY_DBT_SCHEMA``: the schema dbt builds into (``analytics``), via ``include.settings``.
-- ``GREENERY_DBT_THREADS``: dbt threads per dbt command (4), the same variable plain dbt's profiles.yml reads.
+Settings (``include.settings``, read when a DAG file is parsed): ``GREENERY_COSMOS_EXECUTION_MODE``,
+``GREENERY_DBT_SCHEMA``, ``GREENERY_DBT_THREADS``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +18,10 @@ from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMappin
 
 from include import settings
 
-EXECUTION_MODE_ENV = "GREENERY_COSMOS_EXECUTION_MODE"
-# LOCAL runs one dbt command per task, in the task's own process through dbt's Python API (no dbt subprocess):
-# every node keeps its own task, retry, log and alert. WATCHER runs one `dbt build` in a producer task and
-# turns the node tasks into deferrable sensors that follow it: less dbt start-up per node, but the producer is
-# never retried (Cosmos skips a second try; a failed node is re-run by its sensor) and the sensors need the
-# triggerer. Measured (bench/RESULTS.md, full run at scale 10, `make up`'s preloading LocalExecutor): the daily
-# DAG took 205 s in LOCAL and 176 s in WATCHER (14% faster). LOCAL is still the default: in an earlier run on a
-# busy machine WATCHER failed the daily DAG with Cosmos 1.15.1 (the detached two-model test tasks ended with
-# "XCom not found ... tests_status" although the producer's `dbt build` had passed them), its producer is never
-# retried, and it runs the source tests twice. LOCAL keeps per-node tasks, retries and alerts working every time.
-DEFAULT_EXECUTION_MODE = "local"
+# LOCAL (the default, ``include.settings.COSMOS_EXECUTION_MODE``) runs one dbt command per task in the task's
+# own process, so every node keeps its own task, retry, log and alert every time. WATCHER (one producer
+# `dbt build`, the node tasks as deferrable sensors) is selectable; why it is not the default, with the
+# measurements: bench/RESULTS.md.
 _EXECUTION_MODES = {"local": ExecutionMode.LOCAL, "watcher": ExecutionMode.WATCHER}
 
 # One slot, shared by every snapshot task of every DAG: two `dbt snapshot` commands on one table at the same
@@ -48,25 +36,13 @@ DBT_TARGET_NAME = "airflow"
 DOCS_PROJECT_SLUG = "greenery"
 
 
-class ConfigurationError(ValueError):
-    """A setting has a value the DAGs cannot use; the message says which and what is allowed."""
-
-
 def execution_mode() -> ExecutionMode:
     """The Cosmos execution mode chosen by ``GREENERY_COSMOS_EXECUTION_MODE``."""
-    value = os.environ.get(EXECUTION_MODE_ENV, DEFAULT_EXECUTION_MODE).strip().lower()
-    if value not in _EXECUTION_MODES:
-        raise ConfigurationError(
-            f"{EXECUTION_MODE_ENV}={value!r} is not supported: use one of {', '.join(sorted(_EXECUTION_MODES))}."
-        )
-    return _EXECUTION_MODES[value]
+    return _EXECUTION_MODES[settings.COSMOS_EXECUTION_MODE.value()]
 
 
 def dbt_threads() -> int:
-    value = os.environ.get("GREENERY_DBT_THREADS", "4")
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigurationError(f"GREENERY_DBT_THREADS={value!r} must be a whole number of at least 1.")
-    return int(value)
+    return settings.DBT_THREADS.value()
 
 
 def _dbt_executable() -> str:
@@ -93,31 +69,9 @@ def profile_config() -> ProfileConfig:
     )
 
 
-def _manifest_complete(path: Path) -> bool:
-    """True when ``path`` holds a whole manifest: dbt rewrites it in place on every command, so a DAG parse
-    that races a developer's `dbt run` could otherwise read half a file."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(path.stat().st_size - 64, 0))
-            return handle.read().rstrip().endswith(b"}")
-    except OSError:
-        return False
-
-
-def manifest_available(wait_seconds: float = 5.0) -> bool:
-    """Whether the DAGs can render from the manifest; waits briefly for one that dbt is still writing."""
-    path = settings.DBT_MANIFEST_PATH
-    if not path.is_file():
-        return False
-    deadline = time.monotonic() + wait_seconds
-    while not _manifest_complete(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-MANIFEST_AVAILABLE = manifest_available()
+# `make manifest` (and the Docker build) write the manifest where plain dbt never writes, in one rename, so a
+# DAG parse never reads half a file.
+MANIFEST_AVAILABLE = settings.DBT_MANIFEST_PATH.is_file()
 
 
 PROJECT_CONFIG = ProjectConfig(
@@ -145,7 +99,7 @@ LOCAL_EXECUTION_CONFIG = ExecutionConfig(
 def render_config(select: list[str], exclude: list[str] | None = None, **options: Any) -> RenderConfig:
     """How a selection of the project becomes tasks: one task per node, its tests in a task right after it.
 
-    The DAGs render from ``dbt/greenery/target/manifest.json`` (written by ``dbt parse``), which costs a JSON
+    The DAGs render from ``dbt/greenery/target/airflow/manifest.json`` (written by ``dbt parse``), which costs a JSON
     read at parse time and never runs dbt. Without a manifest they fall back to running ``dbt ls`` once and
     keeping its output in Cosmos' cache, which works but makes the first parse take seconds. ``options`` are
     further ``RenderConfig`` fields (node converters, task naming, ``emit_datasets``).

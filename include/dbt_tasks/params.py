@@ -16,17 +16,17 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import Param
 
+from include import settings
+from include.settings import ConfigurationError
+
 log = logging.getLogger(__name__)
 
-MAX_WINDOW_DAYS_ENV = "GREENERY_MAX_WINDOW_DAYS"
-DEFAULT_MAX_WINDOW_DAYS = 31
 VALIDATE_TASK_ID = "validate_params"
 # The data interval of greenery_daily's schedule, for runs that have none.
 DEFAULT_INTERVAL = dt.timedelta(days=1)
@@ -81,13 +81,6 @@ class RunWindow:
         refresh = "full refresh of incremental models" if self.full_refresh else "incremental"
         plural = "" if days == 1 else "s"
         return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({days:g} day{plural}), {refresh}"
-
-
-def max_window_days() -> int:
-    value = os.environ.get(MAX_WINDOW_DAYS_ENV, str(DEFAULT_MAX_WINDOW_DAYS))
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidParams(f"{MAX_WINDOW_DAYS_ENV}={value!r} must be a whole number of days, at least 1.")
-    return int(value)
 
 
 def _parse_date(name: str, value: Any) -> dt.date | None:
@@ -175,12 +168,12 @@ def resolve_window(
             f"start_date {start_day.isoformat()} is after end_date {end_day.isoformat()}: "
             "the window runs from start_date to end_date, both included."
         )
-    limit = max_days if max_days is not None else max_window_days()
+    limit = max_days if max_days is not None else settings.MAX_WINDOW_DAYS.value()
     days = (end_day - start_day).days + 1
     if days > limit:
         raise InvalidParams(
             f"The window {start_day.isoformat()} to {end_day.isoformat()} is {days} days, longer than the "
-            f"{limit}-day limit: split it into several runs (or a backfill), or raise {MAX_WINDOW_DAYS_ENV}."
+            f"{limit}-day limit: split it into several runs (or a backfill), or raise {settings.MAX_WINDOW_DAYS.name}."
         )
     return RunWindow(_midnight(start_day), _midnight(end_day + dt.timedelta(days=1)), full_refresh)
 
@@ -204,8 +197,6 @@ def validate_params_task() -> Any:
     from airflow.sdk import BaseHook, task
     from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-    from include import settings
-
     # A wrong parameter does not become right on a second try.
     @task(task_id=VALIDATE_TASK_ID, retries=0)
     def validate_params(**context: Any) -> dict[str, Any]:
@@ -220,6 +211,8 @@ def validate_params_task() -> Any:
             )
         except InvalidParams as error:
             raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
+        except ConfigurationError as error:
+            raise AirflowFailException(f"Configuration error: {error}") from None
         try:
             BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
         except AirflowNotFoundException:

@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from include import run_history, settings
-from include.dbt_artifacts import read_invocations
+from include import settings
+from include.history import store
+from include.history.artifacts import read_invocations
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +47,7 @@ def test_each_invocation_is_recorded_once_however_often_it_is_uploaded(fixture_a
     )
 
     for _ in range(2):  # a retried upload
-        assert run_history.upload(invocations, dsn=_dsn(history_database)) is True
+        assert store.upload(invocations, dsn=_dsn(history_database)) is True
 
     assert sorted(_rows(history_database, "select command, status, node_count from dbt_meta.invocations")) == [
         ("build", "error", 7),
@@ -77,9 +78,9 @@ def test_a_warehouse_that_cannot_be_reached_is_logged_not_raised(fixture_artifac
     invocations = read_invocations(fixture_artifacts.build_target)
     dsn = f"host=127.0.0.1 port={pg_cluster.port} user={pg_cluster.user} password=wrong-pw-1234 dbname=nowhere"
 
-    assert run_history.upload(invocations, dsn=dsn) is False
+    assert store.upload(invocations, dsn=dsn) is False
 
-    [warning] = [record for record in caplog.records if record.name == run_history.__name__]
+    [warning] = [record for record in caplog.records if record.name == store.__name__]
     assert warning.getMessage().startswith("Could not record dbt run history in dbt_meta (through dsn): Operational")
     assert "The dbt result is unaffected." in warning.getMessage()
     assert "wrong-pw-1234" not in warning.getMessage()
@@ -91,7 +92,7 @@ def test_the_history_holds_no_password(fixture_artifacts, history_database, monk
     leaky = f"connection to postgresql://greenery:{history_database['PGPASSWORD']}@db/greenery failed"
     build = dataclasses.replace(build, results=tuple(dataclasses.replace(r, message=leaky) for r in build.results))
 
-    assert run_history.upload([build], dsn=_dsn(history_database)) is True
+    assert store.upload([build], dsn=_dsn(history_database)) is True
 
     messages = [message for (message,) in _rows(history_database, "select message from dbt_meta.node_results")]
     assert messages and all(history_database["PGPASSWORD"] not in message for message in messages)
@@ -100,7 +101,7 @@ def test_the_history_holds_no_password(fixture_artifacts, history_database, monk
 
 def test_the_command_line_records_a_plain_dbt_run(fixture_artifacts, history_database) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "include.run_history", "upload", str(fixture_artifacts.build_target)],
+        [sys.executable, "-m", "include.history", "upload", str(fixture_artifacts.build_target)],
         env={**os.environ, **history_database},
         cwd=REPO_ROOT,
         capture_output=True,
@@ -152,14 +153,14 @@ def test_monitoring_models_build_on_a_fresh_warehouse_and_show_the_history(
     assert first.returncode == 0, first.stdout[-3000:]
     assert _rows(created_by_dbt, "select count(*) from analytics_monitoring.dbt_test_results") == [(0,)]
 
-    # dbt's macro and run_history create the same tables.
-    run_history.ensure_tables(psycopg2.connect(_dsn(created_by_airflow)))
+    # dbt's macro and the history store create the same tables.
+    store.ensure_tables(psycopg2.connect(_dsn(created_by_airflow)))
     assert _columns(created_by_dbt) == _columns(created_by_airflow)
 
     invocations = read_invocations(fixture_artifacts.build_target) + read_invocations(
         fixture_artifacts.freshness_target
     )
-    assert run_history.upload(invocations, dsn=_dsn(created_by_dbt))
+    assert store.upload(invocations, dsn=_dsn(created_by_dbt))
     # Same target path: dbt parses the project once (partial parse).
     second = _dbt_greenery(["build", "--select", "path:models/monitoring"], created_by_dbt, tmp_path)
     assert second.returncode == 0, second.stdout[-3000:]

@@ -1,0 +1,178 @@
+"""The Airflow callbacks that turn task and run events into Slack alerts.
+
+- **failure** (``on_task_failure``, every task's ``on_failure_callback``): Airflow calls it once, when a task's
+  last try failed, never for a try that will be retried. It names the dbt nodes that failed (a test with its
+  failing row count), the first lines of dbt's error, the logical date, the try and a link to the log.
+- **warning** (``notify_dbt_results``, called by the Cosmos callback in ``include.history.store`` after every
+  dbt command): stale sources and tests that ended in ``warn``, when the dbt command itself succeeded.
+- **recovery** (``on_dag_success``): a run succeeded and the run before it had failed.
+- **run failure without a failed task** (``on_dag_failure``): the run hit its ``dagrun_timeout``.
+- **lateness** (``daily_deadline()``): an Airflow deadline alert; the triggerer calls ``notify_deadline_missed``
+  when a daily run has not succeeded within ``GREENERY_DAILY_DEADLINE_MINUTES`` of being queued.
+
+Plain functions rather than the Slack provider's ``BaseNotifier`` classes: a notifier renders Jinja templates
+on every call and re-raises what its ``notify`` raises, while these have nothing to template and must never
+raise (an exception in a callback would hide the task's own result).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from include import settings
+from include.alerts.messages import (
+    TaskFacts,
+    deadline_message,
+    failure_message,
+    recovery_message,
+    run_failure_message,
+    warning_message,
+)
+from include.alerts.slack import send_alert
+from include.history.artifacts import DbtInvocation
+
+log = logging.getLogger(__name__)
+
+# dbt results of the task tries running in this process, kept from the Cosmos callback (after dbt) until the
+# failure callback (after the task), which runs in the same process. Bounded: a `dag.test()` process runs many.
+_DBT_RESULTS: OrderedDict[tuple[Any, ...], list[DbtInvocation]] = OrderedDict()
+_ALERTED: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+_KEEP = 256
+
+
+def _remember(store: OrderedDict, key: tuple[Any, ...], value: Any) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > _KEEP:
+        store.popitem(last=False)
+
+
+def notify_dbt_results(context: Mapping[str, Any], invocations: list[DbtInvocation]) -> None:
+    """After a dbt command of a task: keep its results for the failure alert, and alert its warnings now if dbt
+    succeeded (when it failed, the failure alert lists the warnings too: one message per task). Never raises."""
+    try:
+        facts = TaskFacts.from_context(context)
+        _remember(_DBT_RESULTS, facts.key, [*_DBT_RESULTS.get(facts.key, []), *invocations])
+        if any(invocation.failed for invocation in invocations):
+            return
+        if any(invocation.warned for invocation in invocations):
+            send_alert(warning_message(facts, invocations))
+    except Exception:
+        log.exception("Could not alert the dbt warnings of this task")
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` of every task: one Slack message when a task's last try failed. Never raises."""
+    try:
+        facts = TaskFacts.from_context(context)
+        if facts.key in _ALERTED:
+            return  # wired twice (DAG default_args and the task itself): still one message
+        _remember(_ALERTED, facts.key, None)
+        invocations = _DBT_RESULTS.pop(facts.key, [])
+        send_alert(failure_message(facts, invocations, context.get("exception")))
+    except Exception:
+        log.exception("Could not send the failure alert")
+
+
+def _state(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def _previous_run(context: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(run_id, state) of the run before this one, by logical date; None for the first run or a run without one.
+
+    The DAG processor answers through the task SDK. The metadata-database fallback stays because ``dag.test()``
+    and ``airflow dags test`` run DAG callbacks in their own process, where no API server answers the SDK.
+    """
+    ti = context.get("ti")
+    dag_run = context.get("dag_run")
+    if ti is None or dag_run is None or getattr(dag_run, "logical_date", None) is None:
+        return None
+    try:
+        previous = ti.get_previous_dagrun()
+        return (previous.run_id, _state(previous.state)) if previous else None
+    except Exception as sdk_error:
+        log.debug("Task SDK could not give the previous run (%s); asking the metadata database", sdk_error)
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        previous = session.scalars(
+            select(DagRun)
+            .where(DagRun.dag_id == dag_run.dag_id, DagRun.logical_date < dag_run.logical_date)
+            .order_by(DagRun.logical_date.desc())
+            .limit(1)
+        ).first()
+        return (previous.run_id, _state(previous.state)) if previous else None
+
+
+def on_dag_success(context: Mapping[str, Any]) -> None:
+    """DAG ``on_success_callback``: the recovery message when the previous run had failed. Never raises."""
+    try:
+        previous = _previous_run(context)
+        if previous and previous[1] == "failed":
+            dag_run = context["dag_run"]
+            send_alert(recovery_message(dag_run.dag_id, dag_run.run_id, previous[0]))
+    except Exception:
+        log.exception("Could not check for or send the recovery alert")
+
+
+def on_dag_failure(context: Mapping[str, Any]) -> None:
+    """DAG ``on_failure_callback``: speaks only when no task alert did (a timeout, a deadlock). Never raises."""
+    try:
+        reason = str(context.get("reason") or "")
+        if reason == "task_failure":
+            return  # the failed task has sent its own alert
+        dag = context.get("dag")
+        dag_id = getattr(dag, "dag_id", None) or getattr(context.get("dag_run"), "dag_id", "unknown")
+        run_id = str(context.get("run_id") or getattr(context.get("dag_run"), "run_id", "unknown"))
+        send_alert(run_failure_message(dag_id, run_id, reason or "unknown"))
+    except Exception:
+        log.exception("Could not send the run failure alert")
+
+
+async def notify_deadline_missed(context: Mapping[str, Any] | None = None, **_: Any) -> None:
+    """Deadline callback, run by the triggerer when a run has not finished in time. Never raises."""
+    try:
+        dag_run = dict((context or {}).get("dag_run") or {})
+        deadline = dict((context or {}).get("deadline") or {})
+        text = deadline_message(
+            dag_id=dag_run.get("dag_id", "unknown"),
+            run_id=dag_run.get("dag_run_id") or dag_run.get("run_id") or "unknown",
+            state=dag_run.get("state"),
+            queued_at=dag_run.get("queued_at"),
+            deadline_time=deadline.get("deadline_time"),
+        )
+        # The hook is synchronous; in a worker thread its connection lookup may block without stalling the
+        # triggerer's event loop.
+        await asyncio.to_thread(send_alert, text)
+    except Exception:
+        log.exception("Could not send the deadline alert")
+
+
+def deadline_minutes() -> float:
+    """Minutes after queueing when a daily run counts as late; 0 turns the lateness alert off."""
+    return settings.DAILY_DEADLINE_MINUTES.value()
+
+
+def daily_deadline() -> Any:
+    """The ``deadline=`` of ``greenery_daily``: alert when a run has not finished ``GREENERY_DAILY_DEADLINE_MINUTES``
+    after it was queued. Counted from queueing, not from the logical date, so that a backfill of old dates does
+    not alert at once. A run that succeeds in time cancels its deadline. None (no deadline) when the setting is 0:
+    Airflow 3.3.2's ``airflow dags test`` crashes on a successful run of a DAG with a deadline."""
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    if deadline_minutes() == 0:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=dt.timedelta(minutes=deadline_minutes()),
+        callback=AsyncCallback(notify_deadline_missed),
+        name="greenery_daily_late",
+    )
