@@ -76,7 +76,8 @@ down: ## Stop Airflow and the warehouse (idempotent)
 	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.local_airflow down && $(PY) -m include.local_platform.warehouse stop; \
 	else echo "Nothing to stop."; fi
 
-clean: down ## Stop everything and delete the local state (.local/)
+clean: down ## Stop everything and delete the local state (.local/, and the warehouse's files wherever they are)
+	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.warehouse destroy; fi
 	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
 
 # --- quality -----------------------------------------------------------------------------------------------

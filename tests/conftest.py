@@ -160,7 +160,11 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
     from include.local_platform.pgcluster import free_port
     from include.local_platform.warehouse import read_env_file
 
-    local_dir = session_dir / "platform"
+    # In a folder only root may enter, like a clone under /root: the warehouse's server files then live where its
+    # unprivileged user can reach them, and everything else stays here.
+    private = session_dir / "private-clone"
+    private.mkdir(mode=0o700)
+    local_dir = private / "platform"
     env = {
         key: value
         for key, value in os.environ.items()
@@ -183,7 +187,7 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
         yield {"url": url, "local_dir": str(local_dir), "up_output": up.stdout}
     finally:
         run_module("include.local_platform.local_airflow", "down", env=env)
-        run_module("include.local_platform.warehouse", "stop", env=env)
+        run_module("include.local_platform.warehouse", "destroy", env=env)
 
 
 # -- the fixture shop: a small dbt project (tests/alerts/dbt_fixture) whose runs fail a test, warn, break a model

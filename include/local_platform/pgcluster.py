@@ -4,11 +4,17 @@ Used twice: the local warehouse under ``.local/`` (``make warehouse``) and the t
 session. The cluster listens on 127.0.0.1 only, authenticates with a password (scram-sha-256) and, because
 PostgreSQL refuses to run as root, runs as an unprivileged user when we are root (the ``postgres`` system user
 of the Debian package, or a system user created for it).
+
+That user must be able to reach the server's files. When we are root and the cluster's folder lies where it
+cannot (a clone under ``/root`` or in a ``mktemp -d`` folder), the server's files (data, socket, log) go under
+``/var/lib/greenery-postgres/`` instead; the folder keeps ``cluster.json`` and a ``storage-location`` file that
+says where they are, and ``destroy()`` removes both.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -22,6 +28,9 @@ from pathlib import Path
 
 SERVER_PACKAGE_HINT = "Install the PostgreSQL server package: `sudo apt-get install postgresql`."
 FALLBACK_SYSTEM_USER = "greenery-pg"
+# Where the server's files go when the service user cannot reach the cluster's own folder (root only).
+RELOCATED_ROOT = Path("/var/lib/greenery-postgres")
+LOCATION_FILE = "storage-location"
 
 
 class ClusterError(RuntimeError):
@@ -98,10 +107,8 @@ class PgCluster:
 
     def __init__(self, base_dir: Path, port: int | None = None, user: str = "greenery", durable: bool = True):
         self.base_dir = Path(base_dir).resolve()
-        self.data_dir = self.base_dir / "data"
-        self.run_dir = self.base_dir / "run"
-        self.log_file = self.base_dir / "postgres.log"
         self.settings_file = self.base_dir / "cluster.json"
+        self._use_storage(self._recorded_storage() or self.base_dir)
         self.preferred_port = port
         self.default_user = user
         self.durable = durable
@@ -223,6 +230,8 @@ class PgCluster:
         try:
             self.stop()
         finally:
+            if self.relocated:
+                shutil.rmtree(self.storage_dir, ignore_errors=True)
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
     # -- databases -------------------------------------------------------------------------------------------
@@ -254,7 +263,32 @@ class PgCluster:
         finally:
             conn.close()
 
+    @property
+    def relocated(self) -> bool:
+        """Whether the server's files live outside ``base_dir`` (see the module docstring)."""
+        return self.storage_dir != self.base_dir
+
     # -- internals -------------------------------------------------------------------------------------------
+    def _use_storage(self, storage_dir: Path) -> None:
+        self.storage_dir = storage_dir
+        self.data_dir = storage_dir / "data"
+        self.run_dir = storage_dir / "run"
+        self.log_file = storage_dir / "postgres.log"
+
+    def _recorded_storage(self) -> Path | None:
+        location = self.base_dir / LOCATION_FILE
+        return Path(location.read_text().strip()) if location.is_file() else None
+
+    def _relocate(self) -> None:
+        """Keep the server's files where the service user can reach them, and record where (root only)."""
+        digest = hashlib.sha256(str(self.base_dir).encode()).hexdigest()[:12]
+        storage = RELOCATED_ROOT / f"{self.base_dir.parent.name or 'cluster'}-{digest}"
+        RELOCATED_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        storage.mkdir(mode=0o700, exist_ok=True)
+        self._chown(storage)
+        (self.base_dir / LOCATION_FILE).write_text(f"{storage}\n")
+        self._use_storage(storage)
+
     def _require_settings(self) -> ClusterSettings:
         if self._settings is None:
             raise ClusterError(f"The PostgreSQL cluster in {self.base_dir} is not initialised: start it first.")
@@ -267,9 +301,12 @@ class PgCluster:
 
     def _init(self, bin_dir: Path) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self._check_reachable_by_service_user()
-        self.base_dir.chmod(0o755)
-        self._chown(self.base_dir)  # the server writes its log here
+        if not self.relocated:
+            if self._blocking_parent() is not None:
+                self._relocate()
+            else:
+                self.base_dir.chmod(0o755)
+                self._chown(self.base_dir)  # the server writes its log here
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)  # a half-made data dir from an interrupted initdb
         self.data_dir.mkdir(mode=0o700)
@@ -277,7 +314,7 @@ class PgCluster:
         settings = ClusterSettings(
             port=free_port(self.preferred_port), user=self.default_user, password=secrets.token_urlsafe(18)
         )
-        pwfile = self.base_dir / ".initdb-password"
+        pwfile = self.storage_dir / ".initdb-password"
         pwfile.write_text(settings.password + "\n")
         pwfile.chmod(0o600)
         self._chown(pwfile)
@@ -303,17 +340,17 @@ class PgCluster:
             raise ClusterError(f"initdb failed:\n{result.stdout}{result.stderr}")
         self._write_settings(settings)
 
-    def _check_reachable_by_service_user(self) -> None:
+    def _blocking_parent(self) -> Path | None:
+        """The first folder above ``base_dir`` that the service user cannot enter; None when it can reach it all
+        (or when we are not root and the server runs as us)."""
         user = _service_user()
         if user is None:
-            return
+            return None
         for parent in self.base_dir.parents:
-            mode = parent.stat().st_mode
-            if not mode & 0o001 and parent.stat().st_uid != user.pw_uid:
-                raise ClusterError(
-                    f"The PostgreSQL server runs as user {user.pw_name!r}, which cannot enter {parent}: "
-                    f"put the cluster elsewhere or run `chmod o+x {parent}`."
-                )
+            stat = parent.stat()
+            if not stat.st_mode & 0o001 and stat.st_uid != user.pw_uid:
+                return parent
+        return None
 
     def _chown(self, path: Path) -> None:
         user = _service_user()

@@ -4,6 +4,7 @@
     python -m include.local_platform.warehouse start    # idempotent; writes .local/warehouse.env
     python -m include.local_platform.warehouse stop     # idempotent
     python -m include.local_platform.warehouse status
+    python -m include.local_platform.warehouse destroy  # stop and delete its files (make clean)
 
 ``source .local/warehouse.env && psql`` then reaches the warehouse database.
 """
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from include import settings
-from include.local_platform.pgcluster import ClusterError, PgCluster, port_is_free
+from include.local_platform.pgcluster import LOCATION_FILE, ClusterError, PgCluster, port_is_free
 
 WAREHOUSE_DB = "greenery"
 AIRFLOW_DB = "airflow"
@@ -71,6 +72,11 @@ def start() -> PgCluster:
     write_env_file(pg)
     state = "already running" if was_running else "started"
     print(f"Warehouse {state}: postgresql://{pg.user}@127.0.0.1:{pg.port}/{WAREHOUSE_DB} (data in {pg.data_dir})")
+    if pg.relocated:
+        print(
+            f"The PostgreSQL server's user cannot enter {pg.base_dir}, so the server's files are in {pg.storage_dir} "
+            f"(recorded in {pg.base_dir / LOCATION_FILE}); `make clean` deletes them."
+        )
     if pg.port != pg.preferred_port and not port_is_free(pg.preferred_port):
         print(
             f"Port {pg.preferred_port} is in use by another program, so the warehouse listens on {pg.port}; "
@@ -91,6 +97,17 @@ def stop() -> None:
     print("Warehouse stopped." if pg.stop() else "Warehouse was not running.")
 
 
+def destroy() -> None:
+    """Stop the warehouse and delete its files, wherever they are (``make clean``)."""
+    pg = cluster()
+    if not pg.base_dir.exists():
+        print("Warehouse: nothing to delete.")
+        return
+    where = f"{pg.base_dir} and {pg.storage_dir}" if pg.relocated else str(pg.base_dir)
+    pg.destroy()
+    print(f"Warehouse deleted: {where}.")
+
+
 def status() -> int:
     pg = cluster()
     if pg.is_initialized() and pg.is_running():
@@ -104,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.local_platform.warehouse", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "destroy"])
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
             start()
         elif args.command == "stop":
             stop()
+        elif args.command == "destroy":
+            destroy()
         else:
             return status()
     except ClusterError as error:

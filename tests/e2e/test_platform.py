@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from include.local_platform.pgcluster import LOCATION_FILE
 from include.local_platform.warehouse import read_env_file
 
 # Starting the platform and one full daily run take several minutes on a small machine.
@@ -147,6 +149,11 @@ def test_the_scheduled_daily_run_builds_the_marts_and_publishes_docs_and_assets(
                 assert cur.fetchone()[0] > 0, f"{mart} is empty"
     finally:
         conn.close()
+
+    # The platform lives in a folder only root may enter (tests/conftest.py): as root, the warehouse's server
+    # files were kept where its unprivileged user can reach them, and all of the above still worked.
+    if os.geteuid() == 0:
+        assert (local_dir / "postgres" / LOCATION_FILE).is_file()
 
     # The executor imported dbt once in the scheduler, so the task processes forked from it did not.
     scheduler_log = (local_dir / "airflow" / "logs" / "scheduler.log").read_text(errors="replace")

@@ -121,3 +121,45 @@ def test_stale_pid_file_after_a_crash_is_recovered(server_tmp: Path) -> None:
         cluster.create_database("after_crash")
     finally:
         cluster.destroy()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_a_clone_in_a_private_folder_works_as_root_and_clean_removes_everything(tmp_path: Path) -> None:
+    """A 0700 folder (pytest's tmp_path, like a clone under /root) that the server's user cannot enter."""
+    private = tmp_path / "clone"
+    private.mkdir(mode=0o700)
+    tmp_path.chmod(0o700)
+    local_dir = private / ".local"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(GREENERY_LOCAL_DIR=str(local_dir), GREENERY_WAREHOUSE_PORT=str(pgcluster.free_port()))
+    started = run_module("include.local_platform.warehouse", "start", env=env)
+    storage = None
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        location = local_dir / "postgres" / pgcluster.LOCATION_FILE
+        storage = Path(location.read_text().strip())
+        assert storage.parent == pgcluster.RELOCATED_ROOT and (storage / "data" / "PG_VERSION").is_file()
+        assert f"so the server's files are in {storage}" in started.stdout
+        assert "make clean" in started.stdout
+        again = run_module("include.local_platform.warehouse", "start", env=env)  # a restart finds its files
+        assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
+        values = read_env_file(local_dir / "warehouse.env")
+        import psycopg2
+
+        with (
+            psycopg2.connect(
+                host="127.0.0.1",
+                port=values["PGPORT"],
+                user=values["PGUSER"],
+                password=values["PGPASSWORD"],
+                dbname="greenery",
+            ) as connection,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("select 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        destroyed = run_module("include.local_platform.warehouse", "destroy", env=env)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert storage is not None and not storage.exists(), "make clean leaves the relocated files behind"
+    assert not (local_dir / "postgres").exists()
