@@ -127,24 +127,16 @@ def run_bare_dbt(stack: Stack, workload: Workload) -> dict[str, Any]:
 
 
 # -- Airflow side ----------------------------------------------------------------------------------------------
-def _component_sessions(stack: Stack) -> set[int]:
+def platform_processes(stack: Stack) -> list[psutil.Process]:
+    """Every process of the benchmark's Airflow (components, executor workers, task processes): each component
+    leads its own session, whose id is in its pid file."""
     sessions = set()
     for pid_file in stack.airflow_home.glob("*.pid"):
         try:
             sessions.add(int(pid_file.read_text()))
         except (OSError, ValueError):
             continue
-    return sessions
-
-
-def platform_processes(stack: Stack) -> list[psutil.Process]:
-    """Every process of the benchmark's Airflow (components, executor workers, task processes)."""
-    sessions = _component_sessions(stack)
-    found = []
-    for process in psutil.process_iter():
-        if _sid(process.pid) in sessions:
-            found.append(process)
-    return found
+    return [process for process in psutil.process_iter() if _sid(process.pid) in sessions]
 
 
 def _sid(pid: int) -> int | None:
@@ -167,12 +159,6 @@ def classify(process: psutil.Process) -> str:
         if component in cmdline:
             return component.replace("_", "-")
     return "other"
-
-
-def quiesce(stack: Stack, timeout: float = 600) -> None:
-    """Wait until nothing runs. The benchmark's scheduler creates no scheduled runs (``use_job_schedule`` off), so
-    this only waits for a run left over from a restart."""
-    stack.wait_until_idle(timeout=timeout)
 
 
 def _wait_for_serialized_mode(stack: Stack, mode: str, timeout: float = 300) -> None:
@@ -241,16 +227,17 @@ def _task_breakdown(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, An
     tasks = []
     for task_id, state, started, ended, try_number, operator, queued in rows:
         entry: dict[str, Any] = {"task_id": task_id, "state": state, "operator": operator, "tries": try_number}
+        log = logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log"
         if started and ended:
             entry["seconds"] = round((ended - started).total_seconds(), 3)
             entry["queued_seconds"] = round((started - queued).total_seconds(), 3) if queued else None
-            phases = read_task_log(logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log", started, ended)
+            phases = read_task_log(log, started, ended)
             entry["phases"] = phases.as_dict()
             entry["dbt_node_seconds"] = phases.dbt.node_seconds
             entry["dbt_work_seconds"] = phases.dbt.work_seconds
             entry["overhead_seconds"] = round(entry["seconds"] - phases.dbt.work_seconds, 3)
         if state not in ("success", "skipped", "upstream_failed", None):
-            entry["log_tail"] = log_tail(logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log")
+            entry["log_tail"] = log_tail(log)
         tasks.append(entry)
     return tasks
 
@@ -319,7 +306,7 @@ def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
         up = stack.airflow_up(mode)
         log(f"cosmos_overhead: Airflow up in {mode.upper()} mode ({up.seconds:.0f} s)")
         _wait_for_serialized_mode(stack, mode)
-        quiesce(stack)
+        stack.wait_until_idle(timeout=600)  # no scheduled runs (use_job_schedule off): only one left by a restart
         tag = uuid.uuid4().hex[:6]
         pairs = []
         for i in range(size.overhead_pairs):

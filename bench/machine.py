@@ -19,14 +19,13 @@ from include.local_platform.pgcluster import find_server_bin_dir
 PACKAGES = ("apache-airflow", "astronomer-cosmos", "dbt-core", "dbt-postgres", "psycopg2-binary")
 
 
-def _cpu_model() -> str:
+def _field(path: str, key: str, sep: str) -> str | None:
+    """The value of the first ``key<sep>value`` line of a system file, if there is one."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path(path).read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return None
+    return next((line.split(sep, 1)[1].strip().strip('"') for line in lines if line.startswith(key)), None)
 
 
 def _postgres_version() -> str:
@@ -55,23 +54,13 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def os_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.platform()
-
-
 def machine_facts() -> dict[str, Any]:
     """Hardware and OS; the load average shows how busy the machine was when the run started."""
     return {
         "cpu_count": os.cpu_count() or 0,
-        "cpu_model": _cpu_model(),
+        "cpu_model": _field("/proc/cpuinfo", "model name", ":") or platform.processor() or "unknown",
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "os": os_name(),
+        "os": _field("/etc/os-release", "PRETTY_NAME=", "=") or platform.platform(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],

@@ -149,9 +149,6 @@ class MemorySampler:
     def peak_process_mb(self) -> float:
         return max((p.rss_mb for p in self.peaks.values()), default=0.0)
 
-    def peak_of(self, label: str) -> float:
-        return max((p.rss_mb for p in self.peaks.values() if p.name == label), default=0.0)
-
     def _loop(self) -> None:
         while True:
             self._sample()

@@ -1,8 +1,10 @@
-"""RESULTS.md and its charts, rendered from a results file.
+"""The committed results of a benchmark run: the compact ``summary.json``, RESULTS.md and its charts.
 
-    python -m bench.report [bench/results/latest.json]    # re-render bench/RESULTS.md and bench/*.png
+    python -m bench.report [FILE] [--out DIR]    # re-render from bench/results/summary.json, or from a raw run
 
-Everything on the page comes from the JSON, so the text can never disagree with the figures.
+``python -m bench.run`` keeps its raw dump (every pair, task and sample) where git ignores it and hands it to
+:func:`write`, which keeps the figures the page shows. Everything on the page, down to why a goal is missed, is
+computed from those figures, so the text cannot disagree with them.
 """
 
 from __future__ import annotations
@@ -10,16 +12,126 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+from include import settings
+
 BENCH_DIR = Path(__file__).resolve().parent
-CHARTS = ("cosmos_overhead.png", "scaling.png", "parse_time.png", "load_throughput.png")
+SUMMARY = BENCH_DIR / "results" / "summary.json"
+# What each section holds unless it is {"error": ...}, and what each Cosmos mode's summary holds.
+REQUIRED = {
+    "parse_time": ("render_method", "trivial", "files"),
+    "cosmos_overhead": ("dag_id", "bare_commands", "scale", "scheduler", "modes", "fastest_mode"),
+    "scaling": ("points",),
+    "load_throughput": ("scale", "rows", "seconds", "ratio_to_psql", "rows_per_second"),
+    "memory": ("dbt_task_peak_rss_mb", "airflow_run_peak_rss_mb", "bare_dbt_peak_rss_mb"),
+}
+MODE_REQUIRED = ("dag_run_seconds", "bare_dbt_seconds", "ratio", "per_task_phase_medians_seconds")
+MODE_LEGEND = {
+    "local": "LOCAL = Cosmos LOCAL (one dbt invocation per task, in the task process) on `make up`'s LocalExecutor, "
+    "which imports dbt and Cosmos once in the scheduler (`include/local_platform/preloading_executor.py`)",
+    "local-stock": "LOCAL-STOCK = the same on Airflow's stock LocalExecutor, where every task process imports dbt",
+    "watcher": "WATCHER = Cosmos WATCHER (one `dbt build` in a producer task, the node tasks follow it) on "
+    "`make up`'s LocalExecutor",
+}
+PHASES = {  # a median dbt task's phases: the table's label, the chart's (None: not charted)
+    "queued_seconds": (
+        "queued → started (waiting for an executor slot or the pool; before the task's wall time)",
+        None,
+    ),
+    "to_dbt_start_seconds": (
+        "task start → Cosmos calls dbt (task process, Airflow start-up, DAG-file parse, Cosmos copying the project, "
+        "importing dbt)",
+        "task start → dbt called",
+    ),
+    "dag_file_parse_seconds": ("  of which the DAG-file parse (Airflow's own figure)", None),
+    "dbt_parse_seconds": ("dbt loading the project (parse)", "dbt parse"),
+    "dbt_run_seconds": ("dbt running the node(s), with its connections and artifacts", "dbt run (nodes)"),
+    "after_dbt_seconds": ("dbt done → task end (assets, XCom, state)", "after dbt"),
+}
+LOAD_METHODS = {  # the table's label, the chart's
+    "psql_copy": (
+        "`psql`: `truncate` + `\\copy` of the exported CSV files (foreign keys in place)",
+        "psql \\copy (CSV)",
+    ),
+    "loader_csv": ("`make load CSV=dir` of the same files", "make load CSV=…"),
+    "loader_generate": ("`make load SCALE=n` (generates the rows while loading)", "make load SCALE=…"),
+}
 
 
+# -- the results' shape ---------------------------------------------------------------------------------------
+def check(doc: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming every key a results document lacks (a failed section only needs its error)."""
+    top = ("size", "started_at", "duration_seconds", "machine", "versions", "git", "sections", "goals")
+    missing = [key for key in top if key not in doc]
+    for name, keys in REQUIRED.items():
+        body = doc.get("sections", {}).get(name)
+        if not isinstance(body, dict):
+            missing.append(f"sections.{name}")
+        elif "error" not in body:
+            missing += [f"{name}.{key}" for key in keys if body.get(key, []) in ([], {})]
+    for mode, data in doc.get("sections", {}).get("cosmos_overhead", {}).get("modes", {}).items():
+        missing += [f"cosmos_overhead.modes.{mode}.{k}" for k in MODE_REQUIRED if k not in data.get("summary", data)]
+    if missing:
+        raise ValueError(f"the benchmark results lack {', '.join(missing)}")
+
+
+def section_errors(doc: dict[str, Any]) -> dict[str, str]:
+    """Sections that failed (sections left out with ``--only`` are not failures)."""
+    return {n: b["error"] for n, b in doc["sections"].items() if "error" in b and not b.get("skipped")}
+
+
+def _run_totals(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the page needs from a mode's raw pairs: medians of per-run sums over the successful runs, the days,
+    and the tasks that failed."""
+    ok = [p for p in pairs if p["dag"]["state"] == "success"] or pairs
+
+    def median(of_run) -> float:
+        return round(statistics.median(of_run(p) for p in ok), 3)
+
+    return {
+        "dag_dbt_work_seconds": median(lambda p: sum(t.get("dbt_work_seconds") or 0 for t in p["dag"]["tasks"])),
+        "bare_dbt_work_seconds": median(lambda p: p["bare"]["dbt_work_seconds"]),
+        "task_seconds_per_run": median(lambda p: sum(t.get("seconds") or 0 for t in p["dag"]["tasks"])),
+        "days": sorted({p["window"]["start_date"][:10] for p in pairs}),
+        "failed_tasks": [
+            {"run_id": p["dag"]["run_id"], "task_id": t["task_id"], "reason": (t.get("log_tail") or ["-"])[-1]}
+            for p in pairs
+            if p["dag"]["state"] != "success"
+            for t in p["dag"]["tasks"]
+            if t["state"] == "failed"
+        ],
+    }
+
+
+def summarise(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without its raw dumps: statistics keep median, min, max and n, a Cosmos mode its summary and the
+    per-run totals the page explains with. Summarising a summary changes nothing."""
+
+    def lean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: lean(v) for k, v in value.items() if not (k == "samples" and isinstance(v, list))}
+        return [lean(v) for v in value] if isinstance(value, list) else value
+
+    summary = lean(doc)
+    modes = summary["sections"]["cosmos_overhead"].get("modes", {})
+    for mode, body in modes.items():
+        if "pairs" in body:
+            extra = {"airflow_up_seconds": body.get("airflow_up_seconds"), **_run_totals(body["pairs"])}
+            modes[mode] = {**body["summary"], **extra}
+    return summary
+
+
+# -- figures as text ------------------------------------------------------------------------------------------
 def _s(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f} s"
+
+
+def _ms(value: float | None) -> str:
+    return _s(value, 3)
 
 
 def _x(value: float | None) -> str:
@@ -33,197 +145,34 @@ def _mb(value: float | None) -> str:
 def _range(stats: dict[str, Any] | None, fmt=_s) -> str:
     if not stats:
         return "–"
-    if stats["n"] == 1:
-        return fmt(stats["median"])
-    return f"{fmt(stats['median'])} ({fmt(stats['min'])} – {fmt(stats['max'])})"
+    median = fmt(stats["median"])
+    return median if stats["n"] == 1 else f"{median} ({fmt(stats['min'])} – {fmt(stats['max'])})"
 
 
 def _verdict(goal: dict[str, Any]) -> str:
     if goal["met"] is None:
         return "reported (no numeric goal)"
-    if goal["met"]:
-        return "**met**"
-    over = (goal["measured"] / goal["target"] - 1) * 100
-    return f"**missed** by {over:.0f}% ({goal['measured']:.2f} against {goal['target']:.2f})"
+    return "**met**" if goal["met"] else f"**missed** by {(goal['measured'] / goal['target'] - 1) * 100:.0f}%"
 
 
-def _error(body: dict[str, Any]) -> str | None:
-    if "error" not in body:
-        return None
-    return "_Not measured in this run" + (
-        " (left out with --only)._" if body.get("skipped") else ":_\n\n```\n" + body["error"].strip()[-2500:] + "\n```"
-    )
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
-def _default_mode() -> str | None:
-    """``DEFAULT_EXECUTION_MODE`` of include/cosmos_config.py, read without importing Airflow and Cosmos."""
-    import ast
-
-    from include import settings
-
-    try:
-        tree = ast.parse((settings.REPO_ROOT / "include" / "cosmos_config.py").read_text())
-    except (OSError, SyntaxError):
-        return None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            getattr(t, "id", None) == "DEFAULT_EXECUTION_MODE" for t in node.targets
-        ):
-            return node.value.value if isinstance(node.value, ast.Constant) else None
-    return None
-
-
-# -- charts ---------------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
-    return plt
-
-
-def chart_overhead(section: dict[str, Any], path: Path) -> bool:
-    modes = section.get("modes") or {}
-    if not modes:
-        return False
-    plt = _plt()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
-    names = list(modes)
-    xs = list(range(len(names)))
-    commands = len(section.get("bare_commands", []))
-    for offset, key, label, color in (
-        (-0.18, "bare_dbt_seconds", f"bare dbt ({commands} command{'s' if commands != 1 else ''})", "#7a9e7e"),
-        (0.18, "dag_run_seconds", f"{section['dag_id']} on Airflow", "#c8553d"),
-    ):
-        series = [modes[m]["summary"][key] for m in names]
-        medians = [s["median"] for s in series]
-        errors = [[s["median"] - s["min"] for s in series], [s["max"] - s["median"] for s in series]]
-        left.bar([x + offset for x in xs], medians, width=0.34, yerr=errors, capsize=3, label=label, color=color)
-    left.set_xticks(xs, [f"{m.upper()} mode\n({modes[m]['summary']['ratio']['median']:.2f}× bare dbt)" for m in names])
-    left.set_xlim(-0.7, len(names) - 0.3)
-    left.set_ylabel("wall time, seconds (median, min–max)")
-    left.set_title(f"{section['dag_id']} at scale {section['scale']:g}: Airflow vs one shell")
-    left.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
-
-    # Where a median dbt task's time goes, per mode.
-    phase_keys = ["to_dbt_start_seconds", "dbt_parse_seconds", "dbt_run_seconds", "after_dbt_seconds"]
-    labels = ["task start → dbt called", "dbt parse", "dbt run (nodes)", "after dbt"]
-    colors = ["#c8553d", "#f28f3b", "#588b8b", "#bbbbbb"]
-    bottoms = [0.0] * len(names)
-    for key, label, color in zip(phase_keys, labels, colors, strict=True):
-        values = [modes[m]["summary"]["per_task_phase_medians_seconds"].get(key) or 0.0 for m in names]
-        right.barh([m.upper() for m in names], values, left=bottoms, color=color, label=label, height=0.5)
-        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
-    right.set_xlabel("seconds (medians over the tasks that run dbt)")
-    right.set_title("One dbt task, phase by phase")
-    right.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def chart_scaling(section: dict[str, Any], path: Path) -> bool:
-    points = section.get("points") or []
-    if len(points) < 2:
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    scales = [p["scale"] for p in points]
-    series = [
-        ("load (make load)", [p["load"]["seconds"] for p in points], "#7a9e7e"),
-        ("first full dbt build", [p["full_build"]["seconds"] for p in points], "#c8553d"),
-        ("daily dbt build (one new day)", [p["incremental_daily_build"]["seconds"] for p in points], "#588b8b"),
-        (
-            "  of which incremental models",
-            [max(p["incremental_daily_build"]["incremental_models_seconds"], 0.01) for p in points],
-            "#f28f3b",
-        ),
-    ]
-    for label, values, color in series:
-        ax.plot(scales, values, marker="o", label=label, color=color)
-    ax.plot(
-        scales,
-        [points[0]["full_build"]["seconds"] * s / scales[0] for s in scales],
-        ls=":",
-        color="#999",
-        label="linear in volume",
-    )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("scale (1 = the course's data set)")
-    ax.set_ylabel("seconds")
-    ax.set_title("Growth with data volume")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def chart_parse(section: dict[str, Any], path: Path) -> bool:
-    files = section.get("files") or []
-    if not files:
-        return False
-    plt = _plt()
-    modes = {f.get("execution_mode") for f in files if Path(f["file"]).name == "greenery_daily.py"}
-    rows = [("trivial DAG", section["trivial"])] + [
-        (Path(f["file"]).name + (f" ({f['execution_mode']})" if len(modes) > 1 and "daily" in f["file"] else ""), f)
-        for f in files
-    ]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows)))
-    labels = [r[0] for r in rows]
-    cold = [r[1]["cold_parse_seconds"]["median"] for r in rows]
-    serialize = [r[1]["cold_serialize_seconds"]["median"] for r in rows]
-    warm = [r[1]["warm_parse_seconds"]["median"] for r in rows]
-    ys = range(len(rows))
-    ax.barh([y + 0.2 for y in ys], cold, height=0.4, color="#c8553d", label="cold parse (fresh process)")
-    ax.barh([y + 0.2 for y in ys], serialize, left=cold, height=0.4, color="#f28f3b", label="+ serialisation")
-    ax.barh([y - 0.2 for y in ys], warm, height=0.4, color="#588b8b", label="warm parse (same process)")
-    ax.set_yticks(list(ys), labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds (median)")
-    ax.set_title("DAG-file parse time, paid by the dag-processor and every task")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def chart_load(section: dict[str, Any], path: Path) -> bool:
-    if "seconds" not in section:
-        return False
-    plt = _plt()
-    names = [
-        ("psql_copy", "psql \\copy (CSV)"),
-        ("loader_csv", "make load CSV=…"),
-        ("loader_generate", "make load SCALE=…"),
-    ]
-    fig, ax = plt.subplots(figsize=(6.5, 2.4))
-    values = [section["seconds"][k]["median"] for k, _ in names]
-    ax.barh([label for _, label in names], values, color=["#7a9e7e", "#588b8b", "#c8553d"])
-    for y, value in enumerate(values):
-        ax.text(value, y, f" {value:.1f} s", va="center", fontsize=8)
-    ax.set_xlabel("seconds (median)")
-    ax.set_title(f"Loading scale {section['scale']:g} ({section['rows']:,} rows)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+def _table(header: str, rows: list[str]) -> list[str]:
+    """A Markdown table from ``"a | b"`` and rows made by :func:`_row`."""
+    return [f"| {header} |", "|" + "---|" * (header.count("|") + 1), *rows, ""]
 
 
 # -- the page -------------------------------------------------------------------------------------------------
-def _header(doc: dict[str, Any], results_file: Path, out_dir: Path) -> list[str]:
-    machine, versions, git = doc["machine"], doc["versions"], doc["git"]
-    size = doc["size"]["name"]
+def _header(doc: dict[str, Any], out_dir: Path) -> list[str]:
+    machine, v, git, size = doc["machine"], doc["versions"], doc["git"], doc["size"]["name"]
+    commit = git["commit"][:12] + (" with uncommitted changes" if git["dirty"] else "")
+    summary = summary_file(out_dir)
+    shown = summary.relative_to(settings.REPO_ROOT) if summary.is_relative_to(settings.REPO_ROOT) else summary
     lines = ["# Benchmark results", ""]
     if size != "full":
         lines += [f"> **This is a `{size}` run** (fewer, smaller measurements): not the figures to quote.", ""]
-    commit = git["commit"][:12] + (" with uncommitted changes" if git["dirty"] else "")
-    rel = os.path.relpath(results_file, out_dir)
     lines += [
         f"Measured by `make bench` (`python -m bench.run`, size **{size}**) on {doc['started_at']} in "
         f"{doc['duration_seconds'] / 60:.1f} minutes, at commit `{commit}`.",
@@ -231,338 +180,489 @@ def _header(doc: dict[str, Any], results_file: Path, out_dir: Path) -> list[str]
         f"- Machine: {machine['cpu_count']} × {machine['cpu_model']}, {machine['memory_gb']} GB RAM, {machine['os']}, "
         f"Python {machine['python']}; load average when the run started: "
         f"{', '.join(str(x) for x in machine['load_average_at_start'])}.",
-        f"- Software: Airflow {versions['apache-airflow']}, astronomer-cosmos {versions['astronomer-cosmos']}, "
-        f"dbt-core {versions['dbt-core']} + dbt-postgres {versions['dbt-postgres']}, "
-        f"PostgreSQL {versions['postgresql']}.",
-        f"- Every figure on this page comes from [`{rel}`]({rel}); re-render the page with "
-        f"`python -m bench.report {os.path.relpath(results_file, Path.cwd())}`.",
+        f"- Software: Airflow {v['apache-airflow']}, astronomer-cosmos {v['astronomer-cosmos']}, dbt-core "
+        f"{v['dbt-core']} + dbt-postgres {v['dbt-postgres']}, PostgreSQL {v['postgresql']}.",
+        f"- Every figure on this page comes from [`{os.path.relpath(summary, out_dir)}`]"
+        f"({os.path.relpath(summary, out_dir)}); re-render the page with `python -m bench.report {shown}`.",
         "",
     ]
-    return lines
+    if doc.get("notes"):
+        lines += ["## Notes on this run", "", *[f"- {note}" for note in doc["notes"]], ""]
+    rows = [
+        _row(g["description"], "–" if g["target"] is None else f"≤ {g['target']:.1f}×", _x(g["measured"]), _verdict(g))
+        for g in doc["goals"].values()
+    ]
+    return [*lines, "## Summary", "", *_table("Goal | Target | Measured | Verdict", rows)]
 
 
-def _summary(doc: dict[str, Any]) -> list[str]:
-    lines = ["## Summary", "", "| Goal | Target | Measured | Verdict |", "|---|---|---|---|"]
-    for goal in doc["goals"].values():
-        target = "–" if goal["target"] is None else f"≤ {goal['target']:.1f}×"
-        lines.append(f"| {goal['description']} | {target} | {_x(goal['measured'])} | {_verdict(goal)} |")
-    lines.append("")
-    overhead = doc["sections"]["cosmos_overhead"]
-    if "modes" in overhead:
-        modes = overhead["modes"]
-        fastest = overhead["fastest_mode"]
-        medians = ", ".join(f"{m.upper()} {modes[m]['summary']['dag_run_seconds']['median']:.0f} s" for m in modes)
-        default = _default_mode()
-        lines.append(f"**Execution mode.** Median `{overhead['dag_id']}` run: {medians}.")
-        if len(modes) > 1:
-            lines[-1] += f" **{fastest.upper()} is the faster mode** on this machine."
-        else:
-            lines[-1] += " Only this mode was measured in this run, so it says nothing about which mode is faster."
-        if default and len(modes) > 1:
-            verdict = "matches" if default == fastest else "does **not** match"
-            lines[-1] += (
-                f' The DAG configuration\'s default (`DEFAULT_EXECUTION_MODE = "{default}"` in '
-                f"`include/cosmos_config.py`) {verdict} the measurement."
-            )
-        lines += [
-            "",
-            "**Scheduler.** The Airflow runs used the real scheduler: `make up`'s stack (scheduler with "
-            "LocalExecutor, dag-processor, triggerer, api-server) started in a throwaway directory, each run "
-            "triggered with `airflow dags trigger` and followed in the metadata database — not `airflow dags test`.",
-            "",
-        ]
-    return lines
+def _default_mode(body: dict[str, Any]) -> list[str]:
+    if "modes" not in body:
+        return []
+    default, fastest = settings.COSMOS_EXECUTION_MODE.default, body["fastest_mode"]
+    median = {mode: data["dag_run_seconds"]["median"] for mode, data in body["modes"].items()}
+    text = f"Median `{body['dag_id']}` run: " + ", ".join(f"{m.upper()} {v:.0f} s" for m, v in median.items()) + "."
+    if len(median) == 1:
+        text += " Only this mode was measured in this run, so it says nothing about which mode is faster."
+    else:
+        text += f" **{fastest.upper()} is the faster mode** on this machine"
+        if fastest != default and default in median:
+            text += f", {(1 - median[fastest] / median[default]) * 100:.0f}% faster than the default {default.upper()}"
+            ok = body["modes"][fastest]
+            text += f", and all {ok['pairs_measured']} of its runs succeeded" if ok["all_runs_succeeded"] else ""
+        text += "."
+    lines = ["## Default execution mode", "", text, ""]
+    if default != "local":
+        return lines
+    saved = median.get("local", 0) - median.get("watcher", 1e9)
+    return [
+        *lines,
+        "LOCAL stays the default (`GREENERY_COSMOS_EXECUTION_MODE`, declared in `include/settings.py`): one dbt "
+        "command per task, so every dbt node keeps its own task, retry, log and alert every time. WATCHER (one "
+        "`dbt build` in a producer task, the node tasks follow it as sensors) starts dbt less often, but in an "
+        "earlier run on a busy machine it failed `greenery_daily` with Cosmos 1.15.1 (the detached two-model test "
+        "tasks ended with `XCom not found ... tests_status` although the producer's `dbt build` had passed them), "
+        "its producer task is never retried (Cosmos skips a second try; a failed node is re-run by its sensor), and "
+        "it runs the source tests twice (in the producer's build and in their own tasks). A run that fails now and "
+        f"then costs more than {f'the {saved:.0f} s a day' if saved > 0 else 'what'} WATCHER saves; "
+        "`GREENERY_COSMOS_EXECUTION_MODE=watcher` makes the other trade.",
+        "",
+    ]
 
 
-def _parse_section(body: dict[str, Any], charts: set[str]) -> list[str]:
-    lines = ["## 1. DAG parse time", ""]
-    error = _error(body)
-    if error:
-        return [*lines, error, ""]
-    rendered = (
-        "the dbt manifest (`LoadMode.DBT_MANIFEST`)"
-        if body["render_method"] == "dbt_manifest"
-        else "`dbt ls` (no manifest was found)"
-    )
-    lines += [
-        f"DAGs rendered from {rendered}. "
+def _parse(body: dict[str, Any]) -> list[str]:
+    rows = [
+        _row(
+            f"`{r['file']}`",
+            r.get("execution_mode") or "–",
+            ", ".join(f"{d}: {n}" for d, n in r["dags"].items()) or "none",
+            _range(r["cold_parse_seconds"], _ms),
+            _ms(r["cold_serialize_seconds"]["median"]),
+            _range(r["warm_parse_seconds"], _ms),
+            _x(r.get("cold_ratio_to_trivial")),
+            _x(r.get("warm_ratio_to_trivial")),
+        )
+        for r in [body["trivial"], *body["files"]]
+    ]
+    manifest = body["render_method"] == "dbt_manifest"
+    header = "DAG file | Mode | Tasks | Cold parse | + serialise | Warm parse | Cold / trivial | Warm / trivial"
+    lines = [
+        f"DAGs rendered from {'the dbt manifest (`LoadMode.DBT_MANIFEST`)' if manifest else '`dbt ls` (no manifest)'}. "
         "Cold = a fresh Python process with Airflow already imported, as the dag-processor's parser and every "
         "task's start-up parse are; warm = the same file again in the same process.",
         "",
-        "| DAG file | Mode | Tasks | Cold parse | + serialise | Warm parse | Cold / trivial | Warm / trivial |",
-        "|---|---|---|---|---|---|---|---|",
+        *_table(header, rows),
     ]
-    rows = [body["trivial"], *body["files"]]
-    for row in rows:
-        tasks = ", ".join(f"{d}: {n}" for d, n in row["dags"].items()) or "none"
-        lines.append(
-            f"| `{row['file']}` | {row.get('execution_mode') or '–'} | {tasks} | "
-            f"{_range(row['cold_parse_seconds'], lambda v: f'{v:.3f} s')} | "
-            f"{row['cold_serialize_seconds']['median']:.3f} s | "
-            f"{_range(row['warm_parse_seconds'], lambda v: f'{v:.3f} s')} | "
-            f"{_x(row.get('cold_ratio_to_trivial'))} | {_x(row.get('warm_ratio_to_trivial'))} |"
-        )
-    lines.append("")
-    if any(not row["dags"] for row in rows):
+    if any(" | none | " in row for row in rows):
         lines += [
             "A file with no DAG defines its DAG only in some settings (the dev shop simulator needs "
             "`GREENERY_DEV_SIMULATOR=1`, which the benchmark leaves unset, as in production); the dag-processor "
             "still pays for its imports.",
             "",
         ]
-    if "parse_time.png" in charts:
-        lines += ["![parse time](parse_time.png)", ""]
     return lines
 
 
-MODE_LEGEND = {
-    "local": "LOCAL = Cosmos LOCAL (one dbt invocation per task, in the task process) on `make up`'s "
-    "LocalExecutor, which imports dbt and Cosmos once in the scheduler (`include/preloading_executor.py`)",
-    "local-stock": "LOCAL-STOCK = the same on Airflow's stock LocalExecutor, where every task process imports dbt",
-    "watcher": "WATCHER = Cosmos WATCHER (one `dbt build` in a producer task, the node tasks follow it) on `make "
-    "up`'s LocalExecutor",
-}
-
-
-def _overhead_section(body: dict[str, Any], charts: set[str]) -> list[str]:
-    lines = ["## 2. Cosmos overhead: the DAG on Airflow against bare dbt", ""]
-    error = _error(body)
-    if error:
-        return [*lines, error, ""]
-    first_mode = next(iter(body["modes"].values()))
-    windows = [pair["window"] for pair in first_mode["pairs"]]
-    days = sorted({w["start_date"][:10] for w in windows})
-    commands = "; ".join(f"`{c}`" for c in body["bare_commands"])
-    lines += [
+def _overhead(body: dict[str, Any]) -> list[str]:
+    modes = body["modes"]
+    same_work = " The DAG runs the snapshots once, in their own step, so the bare `dbt build` excludes them."
+    lines = [
         f"`{body['dag_id']}` on generated data at scale {body['scale']:g}, with dbt threads {body['dbt_threads']} on "
-        f"both sides. Each pair processes one day's window (`start_date`, `end_date` as a manual run for that day "
-        f"sends them; days {', '.join(days)}), each pair another day as consecutive daily runs would. "
-        f"Airflow: {body['scheduler']}. Bare dbt: {commands} — one process each, back to back."
-        + (
-            " The DAG runs the snapshots once, in their own step, so the bare `dbt build` excludes them to do the "
-            "same work."
-            if body["dag_id"] == "greenery_daily"
-            else ""
-        )
+        "both sides. Each pair processes one day's window (`start_date`, `end_date` as a manual run for that day "
+        f"sends them; days {', '.join(next(iter(modes.values()))['days'])}), each pair another day as consecutive "
+        f"daily runs would. Airflow: {body['scheduler']}; each run triggered with `airflow dags trigger` and "
+        "followed in the metadata database, not `airflow dags test`. Bare dbt: "
+        + "; ".join(f"`{c}`" for c in body["bare_commands"])
+        + " — one process each, back to back."
+        + (same_work if body["dag_id"] == "greenery_daily" else "")
         + " Pairs alternate which side runs first.",
         "",
-        "Modes: " + "; ".join(MODE_LEGEND[mode] for mode in body["modes"] if mode in MODE_LEGEND) + ".",
+        "Modes: " + "; ".join(MODE_LEGEND[m] for m in modes if m in MODE_LEGEND) + ".",
         "",
-        "| Mode | DAG run | Bare dbt | Ratio (median of pairs) | Pairs | Tasks / run (running dbt) | "
-        "Per-task overhead | All runs succeeded |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for mode, data in body["modes"].items():
-        s = data["summary"]
-        lines.append(
-            f"| {mode.upper()} | {_range(s['dag_run_seconds'])} | {_range(s['bare_dbt_seconds'])} | "
-            f"{_range(s['ratio'], _x)} | {s['pairs_used']} | {s['tasks_per_run']:g} ({s['dbt_tasks_per_run']:g}) | "
-            f"{_range(s['per_task_overhead_seconds'])} | {'yes' if s['all_runs_succeeded'] else '**no**'} |"
+    rows = [
+        _row(
+            mode.upper(),
+            _range(s["dag_run_seconds"]),
+            _range(s["bare_dbt_seconds"]),
+            _range(s["ratio"], _x),
+            s["pairs_used"],
+            f"{s['tasks_per_run']:g} ({s['dbt_tasks_per_run']:g})",
+            _range(s["per_task_overhead_seconds"]),
+            "yes" if s["all_runs_succeeded"] else "**no**",
         )
-    for mode, data in body["modes"].items():
-        for pair in data["pairs"]:
-            run = pair["dag"]
-            failed = [t for t in run["tasks"] if t["state"] == "failed"]
-            if run["state"] == "success" or not failed:
-                continue
-            lines.append("")
-            lines.append(f"**{mode.upper()} run `{run['run_id']}` failed**:")
-            for task in failed:
-                reason = (task.get("log_tail") or ["(no error in its log)"])[-1].replace("|", "\\|")
-                lines.append(f"- `{task['task_id']}`: {reason[:400]}")
-    lines += [
-        "",
+        for mode, s in modes.items()
+    ]
+    header = (
+        "Mode | DAG run | Bare dbt | Ratio (median of pairs) | Pairs | Tasks / run (running dbt) | Per-task overhead"
+    )
+    lines += _table(header + " | All runs succeeded", rows)
+    failed = [
+        f"- {m.upper()} run `{t['run_id']}`: `{t['task_id']}` failed: {t['reason']}"
+        for m, s in modes.items()
+        for t in s["failed_tasks"]
+    ]
+    lines += [*failed, ""] if failed else []
+    medians = [s["per_task_phase_medians_seconds"] for s in modes.values()]
+    rows = [_row(label, *(_s(m.get(key), 2) for m in medians)) for key, (label, _) in PHASES.items()]
+    rows.append(
+        _row(
+            "tasks per run where dbt re-parsed the whole project",
+            *(f"{s['dbt_full_parse_tasks_per_run']:g}" for s in modes.values()),
+        )
+    )
+    return [
+        *lines,
         "Per-task overhead = a dbt task's wall time in the metadata DB (`task_instance.end_date - start_date`) "
         "minus dbt's own run time for it (the run phase dbt reports, `run_results.json`'s `elapsed_time`, read from "
         "the task log). Where a median task that runs dbt spends its time (medians of each phase over all dbt tasks "
         "of the measured runs, so they need not add up):",
         "",
-        "| Phase | " + " | ".join(m.upper() for m in body["modes"]) + " |",
-        "|---|" + "---|" * len(body["modes"]),
+        *_table("Phase | " + " | ".join(m.upper() for m in modes), rows),
     ]
-    for key, label in (
-        ("queued_seconds", "queued → started (waiting for an executor slot or the pool; before the task's wall time)"),
-        (
-            "to_dbt_start_seconds",
-            "task start → Cosmos calls dbt (task process, Airflow start-up, DAG-file parse, "
-            "Cosmos copying the project, importing dbt)",
-        ),
-        ("dag_file_parse_seconds", "  of which the DAG-file parse (Airflow's own figure)"),
-        ("dbt_parse_seconds", "dbt loading the project (parse)"),
-        ("dbt_run_seconds", "dbt running the node(s), with its connections and artifacts"),
-        ("after_dbt_seconds", "dbt done → task end (assets, XCom, state)"),
-    ):
-        values = [data["summary"]["per_task_phase_medians_seconds"].get(key) for data in body["modes"].values()]
-        lines.append(f"| {label} | " + " | ".join(_s(v, 2) for v in values) + " |")
-    full_parse = [data["summary"]["dbt_full_parse_tasks_per_run"] for data in body["modes"].values()]
-    lines.append(
-        "| tasks per run where dbt re-parsed the whole project | " + " | ".join(f"{v:g}" for v in full_parse) + " |"
-    )
-    lines.append("")
-    if "cosmos_overhead.png" in charts:
-        lines += ["![Cosmos overhead](cosmos_overhead.png)", ""]
-    return lines
 
 
-def _scaling_section(body: dict[str, Any], charts: set[str]) -> list[str]:
-    lines = ["## 3. Scaling with data volume", ""]
-    error = _error(body)
-    if error:
-        return [*lines, error, ""]
-    method = body["points"][0]["new_day"]["method"]
-    lines += [
-        "Per scale, on an emptied warehouse: `make load` of the history up to yesterday, the first full "
-        f"`dbt build`, one more day of data ({method}), then the daily `dbt build` for that day's window "
-        "(views and table marts rebuilt, incremental models merge one day). Growth is relative to the first scale.",
-        "",
-        "| Scale | Raw events | Load | Full build | Daily build | Incremental models in it "
-        "| Growth: load / full / daily |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for p in body["points"]:
-        g = p["growth_from_first_scale"]
-        lines.append(
-            f"| {p['scale']:g} | {p['raw_rows'].get('events', 0):,} | {_s(p['load']['seconds'])} | "
-            f"{_s(p['full_build']['seconds'])} | {_s(p['incremental_daily_build']['seconds'])} | "
-            f"{_s(p['incremental_daily_build']['incremental_models_seconds'], 2)} | "
-            f"{_x(g['load'])} / {_x(g['full_build'])} / {_x(g['incremental_daily_build'])} |"
+def _scaling(body: dict[str, Any]) -> list[str]:
+    rows = [
+        _row(
+            f"{p['scale']:g}",
+            f"{p['raw_rows'].get('events', 0):,}",
+            _s(p["load"]["seconds"]),
+            _s(p["full_build"]["seconds"]),
+            _s(p["incremental_daily_build"]["seconds"]),
+            _s(p["incremental_daily_build"]["incremental_models_seconds"], 2),
+            " / ".join(_x(p["growth_from_first_scale"][k]) for k in ("load", "full_build", "incremental_daily_build")),
         )
-    lines.append("")
-    if "scaling.png" in charts:
-        lines += ["![scaling](scaling.png)", ""]
-    return lines
+        for p in body["points"]
+    ]
+    header = (
+        "Scale | Raw events | Load | Full build | Daily build | Incremental models in it | Growth: load / full / daily"
+    )
+    return [
+        "Per scale, on an emptied warehouse: `make load` of the history up to yesterday, the first full "
+        f"`dbt build`, one more day of data ({body['points'][0]['new_day']['method']}), then the daily `dbt build` "
+        "for that day's window (views and table marts rebuilt, incremental models merge one day). Growth is "
+        "relative to the first scale.",
+        "",
+        *_table(header, rows),
+    ]
 
 
-def _load_section(body: dict[str, Any], charts: set[str]) -> list[str]:
-    lines = ["## 4. Load throughput", ""]
-    error = _error(body)
-    if error:
-        return [*lines, error, ""]
-    lines += [
+def _load(body: dict[str, Any]) -> list[str]:
+    ratio = {"psql_copy": 1.0, **body["ratio_to_psql"]}
+    rows = [
+        _row(
+            label,
+            _range(body["seconds"][k]),
+            f"{body['rows_per_second'][k]:,}",
+            _x(ratio[k]),
+            _mb(body["peak_rss_mb"][k]),
+        )
+        for k, (label, _) in LOAD_METHODS.items()
+    ]
+    return [
         f"Scale {body['scale']:g}: {body['rows']:,} rows ({body['csv_megabytes']} MB of CSV). Each method replaces "
         "the raw tables' contents in one transaction; medians of alternating rounds.",
         "",
-        "| Method | Time | Rows / s | Ratio to psql | Peak RSS |",
-        "|---|---|---|---|---|",
-    ]
-    names = {
-        "psql_copy": "`psql`: `truncate` + `\\copy` of the exported CSV files (foreign keys in place)",
-        "loader_csv": "`make load CSV=dir` of the same files",
-        "loader_generate": "`make load SCALE=n` (generates the rows while loading)",
-    }
-    for key, label in names.items():
-        ratio_value = body["ratio_to_psql"].get(key, 1.0 if key == "psql_copy" else None)
-        lines.append(
-            f"| {label} | {_range(body['seconds'][key])} | {body['rows_per_second'][key]:,} | {_x(ratio_value)} | "
-            f"{_mb(body['peak_rss_mb'][key])} |"
-        )
-    lines.append("")
-    if "load_throughput.png" in charts:
-        lines += ["![load throughput](load_throughput.png)", ""]
-    return lines
-
-
-def _memory_section(body: dict[str, Any]) -> list[str]:
-    lines = ["## 5. Memory (peak RSS)", ""]
-    error = _error(body)
-    if error:
-        return [*lines, error, ""]
-    lines += ["| What | Peak RSS |", "|---|---|"]
-    for mode, value in body.get("dbt_task_peak_rss_mb", {}).items():
-        lines.append(f"| one dbt task process ({mode.upper()} mode) | {_mb(value)} |")
-    for mode, value in body.get("airflow_run_peak_rss_mb", {}).items():
-        lines.append(f"| whole Airflow platform during a DAG run ({mode.upper()} mode) | {_mb(value)} |")
-    lines.append(f"| one bare `dbt` command (largest of the four) | {_mb(body.get('bare_dbt_peak_rss_mb'))} |")
-    for point in body.get("by_scale_peak_rss_mb", []):
-        lines.append(
-            f"| scale {point['scale']:g}: loader / full dbt build / daily dbt build | {_mb(point['loader'])} / "
-            f"{_mb(point['dbt_full_build'])} / {_mb(point['dbt_daily_build'])} |"
-        )
-    lines += ["", body.get("note", ""), ""]
-    return lines
-
-
-def _analysis(doc: dict[str, Any]) -> list[str]:
-    from bench.analysis import explain
-
-    text = explain(doc)
-    return ["## What limits the figures", "", *text, ""] if text else []
-
-
-def _reproduce() -> list[str]:
-    return [
-        "## Reproduce",
-        "",
-        "`make bench` (about half an hour on two cores; it starts its own warehouse and Airflow in a temporary "
-        "directory and leaves the `make up` platform alone) rewrites `bench/results/latest.json`, this page and its "
-        "charts. `make bench QUICK=1` runs the same code with fewer, smaller measurements in under five minutes "
-        "(the Cosmos comparison then runs the four-task hourly DAG) and writes to `bench/results/runs/quick/`. "
-        "`python -m bench.run --help` lists the knobs (one section, other modes, more pairs, another DAG). "
-        "Timings on a shared machine are noisy: the load average in the header says how busy this one was.",
-        "",
+        *_table("Method | Time | Rows / s | Ratio to psql | Peak RSS", rows),
     ]
 
 
-def render(doc: dict[str, Any], results_file: Path, out_dir: Path, charts: set[str]) -> str:
-    s = doc["sections"]
-    lines = _header(doc, results_file, out_dir)
-    if doc.get("notes"):
-        lines += ["## Notes on this run", "", *[f"- {note}" for note in doc["notes"]], ""]
-    lines += _summary(doc)
-    lines += _parse_section(s["parse_time"], charts)
-    lines += _overhead_section(s["cosmos_overhead"], charts)
-    lines += _scaling_section(s["scaling"], charts)
-    lines += _load_section(s["load_throughput"], charts)
-    lines += _memory_section(s["memory"])
-    lines += _analysis(doc)
-    lines += _reproduce()
-    return "\n".join(lines).rstrip() + "\n"
+def _memory(body: dict[str, Any]) -> list[str]:
+    rows = [_row(f"one dbt task process ({m.upper()} mode)", _mb(v)) for m, v in body["dbt_task_peak_rss_mb"].items()]
+    rows += [
+        _row(f"whole Airflow platform during a DAG run ({m.upper()} mode)", _mb(v))
+        for m, v in body["airflow_run_peak_rss_mb"].items()
+    ]
+    rows.append(_row("one bare `dbt` command (largest of the four)", _mb(body["bare_dbt_peak_rss_mb"])))
+    rows += [
+        _row(
+            f"scale {p['scale']:g}: loader / full dbt build / daily dbt build",
+            " / ".join(_mb(p[k]) for k in ("loader", "dbt_full_build", "dbt_daily_build")),
+        )
+        for p in body.get("by_scale_peak_rss_mb", [])
+    ]
+    return [*_table("What | Peak RSS", rows), body.get("note", ""), ""]
 
 
-def write(doc: dict[str, Any], out_dir: Path, results_file: Path) -> Path:
-    """Write RESULTS.md and the charts into ``out_dir``; returns the page's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    s = doc["sections"]
-    charts = set()
-    for name, draw, body in (
-        ("cosmos_overhead.png", chart_overhead, s["cosmos_overhead"]),
-        ("scaling.png", chart_scaling, s["scaling"]),
-        ("parse_time.png", chart_parse, s["parse_time"]),
-        ("load_throughput.png", chart_load, s["load_throughput"]),
-    ):
-        path = out_dir / name
-        if "error" not in body and draw(body, path):
-            charts.add(name)
+def _profile(profile: dict[str, Any] | None, label: str) -> list[str]:
+    if not profile:
+        return []
+    if "error" in profile:
+        return [f"_The {label} profile could not be taken: {profile['error']}_", ""]
+    lines = [f"**Profile: {profile['title']}** ({profile['tool']}; {profile['samples']} samples).", ""]
+    lines += _table(
+        "Share | Where the time goes", [_row(f"{r['share'] * 100:.0f}%", r["what"]) for r in profile["top"]]
+    )
+    if profile.get("by_process"):
+        shares = ", ".join(f"{row['what']} {row['share'] * 100:.0f}%" for row in profile["by_process"])
+        lines += [f"CPU samples by process over the whole run: {shares}.", ""]
+    share = {row["what"]: row["share"] * 100 for row in profile["top"]}
+    if label == "task" and share.get("dbt: loading the project (parse)", 0) >= 10:
+        lines += [
+            f"Loading the dbt project is {share['dbt: loading the project (parse)']:.0f}% of the task processes' "
+            "CPU: every task starts dbt anew, and even a partial parse reads and checks the whole manifest before "
+            "the one selected node runs. The dbt nodes themselves — the work bare dbt also does — are "
+            f"{share.get('dbt: running the nodes', 0):.0f}% of it.",
+            "",
+        ]
+    return lines
+
+
+def _limits(doc: dict[str, Any]) -> list[str]:
+    """Why each figure is what it is, from the run's own breakdowns and profiles."""
+    sections, goals, lines = doc["sections"], doc["goals"], []
+    overhead = sections["cosmos_overhead"]
+    for mode, s in overhead.get("modes", {}).items():
+        p = {key: value or 0 for key, value in s["per_task_phase_medians_seconds"].items()}
+        goal = goals.get(f"cosmos_{mode}_vs_bare_dbt")
+        text = (
+            f"**{mode.upper()} mode** ({s['ratio']['median']:.2f}×{f', goal {_verdict(goal)}' if goal else ''}). "
+            f"A run has {s['tasks_per_run']:g} tasks, {s['dbt_tasks_per_run']:g} of which run dbt. dbt's own run "
+            f"time adds up to {s['dag_dbt_work_seconds']:.0f} s over the DAG run's tasks against "
+            f"{s['bare_dbt_work_seconds']:.0f} s over bare dbt's commands; the rest is what each task costs around "
+            f"its dbt work: the tasks add up to {s['task_seconds_per_run']:.0f} task-seconds, run at most 4 at a time "
+            f"(LocalExecutor parallelism) on {doc['machine']['cpu_count']} cores. A median dbt task takes "
+            f"{p.get('to_dbt_start_seconds', 0):.1f} s to reach dbt ({p.get('dag_file_parse_seconds', 0):.2f} s of "
+            f"it parsing the DAG file again), then {p.get('dbt_parse_seconds', 0):.1f} s while dbt loads the "
+            f"project, {p.get('dbt_run_seconds', 0):.1f} s while dbt runs its node(s) and "
+            f"{p.get('after_dbt_seconds', 0):.1f} s after dbt until the task is recorded done."
+        )
+        if s.get("dbt_full_parse_tasks_per_run"):
+            text += f" In {s['dbt_full_parse_tasks_per_run']:g} tasks per run dbt parsed the whole project (below)."
+        if other := s.get("other_tasks_per_run"):
+            median = s.get("other_task_seconds")
+            text += f" {other:g} tasks per run run no dbt" + (
+                f" (median {median['median']:.1f} s each)" if median else ""
+            )
+            sensors = ": the sensors that follow the producer's `dbt build`, each a task process in an executor slot."
+            text += sensors if mode == "watcher" else "."
+        if not s["all_runs_succeeded"]:
+            text += " Not every run in this mode succeeded; see the failed tasks above."
+        lines += [text, ""]
+    if any(s.get("dbt_full_parse_tasks_per_run") for s in overhead.get("modes", {}).values()):
+        lines += [
+            "**Full parses.** Each run brings new vars (its day's window), and dbt re-parses the whole project when "
+            "the vars differ from those its partial-parse file was written with, so the tasks that start before the "
+            "first one has refreshed Cosmos' cached file all parse in full.",
+            "",
+        ]
+    lines += _profile(overhead.get("profile"), "task") + _profile(sections["parse_time"].get("profile"), "parse")
+    points = {p["scale"]: p for p in sections["scaling"].get("points", [])}
+    if (goal := goals.get("incremental_run_scale_100_vs_1")) and 100 in points:
+        day, base = points[100]["incremental_daily_build"], points[min(points)]["incremental_daily_build"]
+        lines += [
+            f"**Daily run at scale 100** ({goal['measured']:.2f}× scale 1, goal {_verdict(goal)}). The command takes "
+            f"{day['seconds']:.0f} s against {base['seconds']:.0f} s, of which dbt's run phase is "
+            f"{day['elapsed_seconds']:.0f} s against {base['elapsed_seconds']:.0f} s; the rest — starting dbt and "
+            "parsing the project — does not grow with the data. Node time: the incremental models "
+            f"{day['incremental_models_seconds']:.1f} s (scale 1: {base['incremental_models_seconds']:.1f} s), the "
+            f"other models (views, and table marts rebuilt in full every day) {day['other_models_seconds']:.1f} s "
+            f"(scale 1: {base['other_models_seconds']:.1f} s), the data tests {day['tests_seconds']:.1f} s (scale 1: "
+            f"{base['tests_seconds']:.1f} s; they check whole tables, not the new day).",
+            "",
+        ]
+    if goal := goals.get("loader_vs_psql_copy"):
+        csv = sections["load_throughput"]["ratio_to_psql"]["loader_csv"]
+        lines += [
+            f"**Loader** ({goal['measured']:.2f}× `psql \\copy`, goal {_verdict(goal)}). Loading the same rows from "
+            f"the exported CSV files takes {csv:.2f}× psql, so the "
+            + (
+                "COPY path is close to psql's and the difference is generating the rows in Python."
+                if csv < goal["measured"]
+                else "time goes into the COPY path, not into generating the rows."
+            ),
+            "",
+        ]
+    return ["## What limits the figures", "", *lines] if lines else []
+
+
+SECTIONS = {  # section: heading, text, chart's alt text
+    "parse_time": ("1. DAG parse time", _parse, "parse time"),
+    "cosmos_overhead": ("2. Cosmos overhead: the DAG on Airflow against bare dbt", _overhead, "Cosmos overhead"),
+    "scaling": ("3. Scaling with data volume", _scaling, "scaling"),
+    "load_throughput": ("4. Load throughput", _load, "load throughput"),
+    "memory": ("5. Memory (peak RSS)", _memory, None),
+}
+REPRODUCE = (
+    "`make bench` (about half an hour on two cores, on its own warehouse and Airflow in a temporary directory) "
+    "rewrites `bench/results/summary.json`, this page and its charts; the raw results (every pair, task and sample) "
+    "go to the git-ignored `bench/results/runs/`. `make bench QUICK=1` runs the same code with fewer, smaller "
+    "measurements in under five minutes (the Cosmos comparison on the four-task hourly DAG) into "
+    "`bench/results/runs/quick/`; `python -m bench.run --help` lists the knobs. Timings on a shared machine are "
+    "noisy: the load average in the header says how busy this one was."
+)
+
+
+def render(doc: dict[str, Any], out_dir: Path, charts: set[str]) -> str:
+    lines = _header(doc, out_dir) + _default_mode(doc["sections"]["cosmos_overhead"])
+    for name, (heading, text, alt) in SECTIONS.items():
+        body = doc["sections"][name]
+        lines += [f"## {heading}", ""]
+        if body.get("skipped"):
+            lines += ["_Not measured in this run (left out with --only)._", ""]
+        elif "error" in body:
+            lines += ["_Not measured in this run:_", "", "```", body["error"].strip()[-2500:], "```", ""]
         else:
-            path.unlink(missing_ok=True)
+            lines += text(body) + ([f"![{alt}]({name}.png)", ""] if f"{name}.png" in charts else [])
+    return "\n".join([*lines, *_limits(doc), "## Reproduce", "", REPRODUCE, ""])
+
+
+# -- charts ---------------------------------------------------------------------------------------------------
+def _figure(figsize: tuple[float, float], **grid: Any):
+    """A figure and its axes, without pyplot (nothing to show or close)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    matplotlib.rcParams.update(
+        {"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+    )
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(**grid)
+
+
+def chart_overhead(body: dict[str, Any]):
+    modes, n = body["modes"], len(body["bare_commands"])
+    fig, (left, right) = _figure((10, 4.2), ncols=2, gridspec_kw={"width_ratios": [1, 1.3]})
+    for offset, key, label, color in (
+        (-0.18, "bare_dbt_seconds", f"bare dbt ({n} command{'s' if n != 1 else ''})", "#7a9e7e"),
+        (0.18, "dag_run_seconds", f"{body['dag_id']} on Airflow", "#c8553d"),
+    ):
+        stats = [s[key] for s in modes.values()]
+        errors = [[s["median"] - s["min"] for s in stats], [s["max"] - s["median"] for s in stats]]
+        xs = [x + offset for x in range(len(stats))]
+        left.bar(xs, [s["median"] for s in stats], 0.34, yerr=errors, capsize=3, label=label, color=color)
+    left.set_xticks(
+        range(len(modes)), [f"{m.upper()} mode\n({s['ratio']['median']:.2f}× bare dbt)" for m, s in modes.items()]
+    )
+    left.set(xlim=(-0.7, len(modes) - 0.3), ylabel="wall time, seconds (median, min–max)")
+    left.set_title(f"{body['dag_id']} at scale {body['scale']:g}: Airflow vs one shell")
+    left.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
+    bottoms = [0.0] * len(modes)
+    charted = [(key, label) for key, (_, label) in PHASES.items() if label]
+    for (key, label), color in zip(charted, ["#c8553d", "#f28f3b", "#588b8b", "#bbbbbb"], strict=True):
+        values = [s["per_task_phase_medians_seconds"].get(key) or 0.0 for s in modes.values()]
+        right.barh([m.upper() for m in modes], values, left=bottoms, color=color, label=label, height=0.5)
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    right.set(xlabel="seconds (medians over the tasks that run dbt)", title="One dbt task, phase by phase")
+    right.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    return fig
+
+
+def chart_scaling(body: dict[str, Any]):
+    points = body["points"]
+    fig, ax = _figure((6.5, 3.8))
+    scales, daily = [p["scale"] for p in points], [p["incremental_daily_build"] for p in points]
+    for label, values, color in (
+        ("load (make load)", [p["load"]["seconds"] for p in points], "#7a9e7e"),
+        ("first full dbt build", [p["full_build"]["seconds"] for p in points], "#c8553d"),
+        ("daily dbt build (one new day)", [d["seconds"] for d in daily], "#588b8b"),
+        ("  of which incremental models", [max(d["incremental_models_seconds"], 0.01) for d in daily], "#f28f3b"),
+    ):
+        ax.plot(scales, values, marker="o", label=label, color=color)
+    linear = [points[0]["full_build"]["seconds"] * s / scales[0] for s in scales]
+    ax.plot(scales, linear, ls=":", color="#999", label="linear in volume")
+    ax.set(xscale="log", yscale="log", xlabel="scale (1 = the course's data set)", ylabel="seconds")
+    ax.set_title("Growth with data volume")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def chart_parse(body: dict[str, Any]):
+    files = body["files"]
+    several = len({f.get("execution_mode") for f in files if Path(f["file"]).name == "greenery_daily.py"}) > 1
+    rows = [("trivial DAG", body["trivial"])] + [
+        (Path(f["file"]).name + (f" ({f['execution_mode']})" if several and "daily" in f["file"] else ""), f)
+        for f in files
+    ]
+    fig, ax = _figure((8, 1.2 + 0.45 * len(rows)))
+    ys = range(len(rows))
+    cold = [r["cold_parse_seconds"]["median"] for _, r in rows]
+    ax.barh([y + 0.2 for y in ys], cold, height=0.4, color="#c8553d", label="cold parse (fresh process)")
+    serialise = [r["cold_serialize_seconds"]["median"] for _, r in rows]
+    ax.barh([y + 0.2 for y in ys], serialise, left=cold, height=0.4, color="#f28f3b", label="+ serialisation")
+    warm = [r["warm_parse_seconds"]["median"] for _, r in rows]
+    ax.barh([y - 0.2 for y in ys], warm, height=0.4, color="#588b8b", label="warm parse (same process)")
+    ax.set_yticks(list(ys), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds (median)", title="DAG-file parse time, paid by the dag-processor and every task")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def chart_load(body: dict[str, Any]):
+    fig, ax = _figure((6.5, 2.4))
+    values = [body["seconds"][key]["median"] for key in LOAD_METHODS]
+    ax.barh([label for _, label in LOAD_METHODS.values()], values, color=["#7a9e7e", "#588b8b", "#c8553d"])
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:.1f} s", va="center", fontsize=8)
+    ax.set(xlabel="seconds (median)", title=f"Loading scale {body['scale']:g} ({body['rows']:,} rows)")
+    return fig
+
+
+CHARTS = {  # section: chart, whether the section has enough to draw
+    "cosmos_overhead": (chart_overhead, lambda b: bool(b.get("modes"))),
+    "scaling": (chart_scaling, lambda b: len(b.get("points", [])) > 1),
+    "parse_time": (chart_parse, lambda b: bool(b.get("files"))),
+    "load_throughput": (chart_load, lambda b: "seconds" in b),
+}
+
+
+# -- files ----------------------------------------------------------------------------------------------------
+def summary_file(out_dir: Path) -> Path:
+    """Where a run that writes its page into ``out_dir`` keeps its summary (the committed one for bench/)."""
+    return SUMMARY if out_dir == BENCH_DIR else out_dir / "summary.json"
+
+
+def _json(value: Any, indent: str = "") -> str:
+    """JSON with each object or list that fits in a line on one line: the summary reads, and diffs, by figure."""
+    flat = json.dumps(value, ensure_ascii=False, default=str)
+    if len(indent) + len(flat) <= 116 or not value or not isinstance(value, dict | list):
+        return flat
+    inner = indent + " "
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(key)}: {_json(item, inner)}" for key, item in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    return "[\n" + ",\n".join(inner + _json(item, inner) for item in value) + f"\n{indent}]"
+
+
+def write(doc: dict[str, Any], out_dir: Path) -> Path:
+    """Write the summary of ``doc`` (a raw run or a summary), RESULTS.md and the charts; returns the page."""
+    summary, target = summarise(doc), summary_file(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(_json(summary) + "\n")
+    charts = set()
+    for name, (draw, drawable) in CHARTS.items():
+        body, path = summary["sections"][name], out_dir / f"{name}.png"
+        path.unlink(missing_ok=True)
+        if "error" not in body and drawable(body):
+            fig = draw(body)
+            fig.tight_layout()
+            fig.savefig(path)
+            charts.add(path.name)
     page = out_dir / "RESULTS.md"
-    page.write_text(render(doc, results_file, out_dir, charts))
+    page.write_text(render(summary, out_dir, charts))
     return page
 
 
-def console_summary(doc: dict[str, Any], out_dir: Path) -> str:
+def console_summary(doc: dict[str, Any], page: Path) -> str:
     lines = [f"Benchmark ({doc['size']['name']}) finished in {doc['duration_seconds'] / 60:.1f} min."]
-    for goal in doc["goals"].values():
-        lines.append(f"  {goal['description']}: {_x(goal['measured'])} — {_verdict(goal).replace('**', '')}")
-    lines.append(f"Results: {out_dir / 'RESULTS.md'}")
-    return "\n".join(lines)
+    lines += [
+        f"  {g['description']}: {_x(g['measured'])}, {_verdict(g).replace('**', '')}" for g in doc["goals"].values()
+    ]
+    return "\n".join([*lines, f"Results: {page}"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="?", type=Path, default=BENCH_DIR / "results" / "latest.json")
-    parser.add_argument("--out", type=Path, help="directory for RESULTS.md and the charts (default: bench/)")
+    parser.add_argument("results", nargs="?", type=Path, default=SUMMARY, help="a summary.json or a raw run's file")
+    parser.add_argument("--out", type=Path, help="directory for RESULTS.md and the charts (default: beside FILE)")
     args = parser.parse_args(argv)
     if not args.results.is_file():
         print(f"error: {args.results} does not exist: run `make bench` first.", file=sys.stderr)
         return 1
-    args.results = args.results.resolve()
-    doc = json.loads(args.results.read_text())
-    out_dir = (
-        args.out or (BENCH_DIR if args.results.parent == BENCH_DIR / "results" else args.results.parent)
-    ).resolve()
-    page = write(doc, out_dir, args.results.resolve())
-    print(f"Wrote {page}")
+    results = args.results.resolve()
+    out_dir = (args.out or (BENCH_DIR if results == SUMMARY else results.parent)).resolve()
+    print(f"Wrote {write(json.loads(results.read_text()), out_dir)}")
     return 0
 
 

@@ -1,8 +1,11 @@
 """Run the benchmarks and write the results.
 
-    python -m bench.run            # full: bench/results/latest.json, bench/RESULTS.md, bench/*.png (~30 min)
+    python -m bench.run            # full (~35 min): bench/results/summary.json, bench/RESULTS.md, bench/*.png
     python -m bench.run --quick    # same code, fewer and smaller runs (~5 min), under bench/results/runs/quick/
     python -m bench.run --smoke    # every section once at the smallest size (the CI smoke test)
+
+The raw results (every pair, task and sample) go to ``latest.json`` beside the page; those of the committed full
+run to the git-ignored ``bench/results/runs/full-<start>.json``.
 
 Everything runs against a throwaway warehouse and Airflow in a temporary directory; the developer's ``.local``
 is not touched. A section that fails is recorded as ``{"error": ...}``, the others still run, and the command
@@ -25,19 +28,20 @@ from typing import Any
 from bench import cosmos_overhead, load_throughput, parse_time, report, scaling
 from bench.machine import git_facts, machine_facts, now_utc, versions
 from bench.measure import BenchError, log
-from bench.schema import SCHEMA_VERSION, section_errors, validate
 from bench.sizes import FULL, MODES, QUICK, SMOKE, Size
 from bench.stack import throwaway_stack
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUNS_DIR = BENCH_DIR / "results" / "runs"  # git-ignored
 SECTIONS = ("parse_time", "load_throughput", "scaling", "cosmos_overhead")
 # Generated data: the loader's default history length, a fixed seed so every run measures the same rows.
 SEED = "20210210"
+SCHEMA_VERSION = 1
 
 
-def default_out_dir(size: Size) -> Path:
-    """The full run writes the committed results; shorter runs go where git ignores them."""
-    return BENCH_DIR if size is FULL else BENCH_DIR / "results" / "runs" / size.name
+def default_out_dir(size: Size, only: tuple[str, ...]) -> Path:
+    """The full run of every section writes the committed results; other runs go where git ignores them."""
+    return BENCH_DIR if size is FULL and set(only) == set(SECTIONS) else RUNS_DIR / size.name
 
 
 def _section(name: str, results: dict[str, Any], action: Callable[[], dict[str, Any]]) -> None:
@@ -166,12 +170,11 @@ def run(size: Size, out_dir: Path, only: tuple[str, ...], keep: bool) -> dict[st
     document["goals"] = goals(sections)
     document["finished_at"] = now_utc()
     document["duration_seconds"] = round(time.perf_counter() - clock, 1)
-    validate(document)
-
-    results_file = out_dir / "results" / "latest.json" if out_dir == BENCH_DIR else out_dir / "latest.json"
-    results_file.parent.mkdir(parents=True, exist_ok=True)
-    results_file.write_text(json.dumps(document, indent=1, default=str) + "\n")
-    report.write(document, out_dir, results_file)
+    # The committed run's raw dump is kept per run, so a later run never overwrites the one behind the page.
+    raw = RUNS_DIR / f"full-{started_at.replace(':', '')}.json" if out_dir == BENCH_DIR else out_dir / "latest.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    report.check(document)
     return document
 
 
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--quick", action="store_const", const=QUICK, dest="size", help="fewer, smaller runs")
     sizes.add_argument("--smoke", action="store_const", const=SMOKE, dest="size", help="every section once, smallest")
-    parser.add_argument("--out", type=Path, help="directory for latest.json, RESULTS.md and the charts")
+    parser.add_argument("--out", type=Path, help="directory for RESULTS.md, the charts and the results' files")
     parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
     parser.add_argument(
         "--modes",
@@ -219,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
-    out_dir = (args.out or default_out_dir(size)).resolve()
+    out_dir = (args.out or default_out_dir(size, only)).resolve()
     document = run(size, out_dir, only, args.keep)
-    errors = section_errors(document)
-    print(report.console_summary(document, out_dir))
+    errors = report.section_errors(document)
+    print(report.console_summary(document, report.write(document, out_dir)))
     if errors:
         print(f"bench: {len(errors)} section(s) failed: {', '.join(errors)}", file=sys.stderr)
         return 1

@@ -17,18 +17,6 @@ from bench.stack import Stack
 from bench.task_logs import parse_dbt_output
 
 
-def append_command() -> str | None:
-    """The loader's subcommand that adds days of activity without replacing the tables, if it has one."""
-    from include.greenery_data.__main__ import build_parser
-
-    parser = build_parser()
-    for action in parser._subparsers._group_actions:  # argparse keeps subcommands here
-        for name in ("append",):
-            if name in getattr(action, "choices", {}):
-                return name
-    return None
-
-
 def _node_seconds(stack: Stack) -> dict[str, Any]:
     """Per-kind node time of the last dbt command, from its run_results.json and manifest.json."""
     results = stack.run_results()
@@ -77,7 +65,7 @@ def _dbt_build(stack: Stack, *args: str) -> dict[str, Any]:
     }
 
 
-def measure_scale(stack: Stack, scale: float, load_args: list[str], append: str | None) -> dict[str, Any]:
+def measure_scale(stack: Stack, scale: float, load_args: list[str]) -> dict[str, Any]:
     stack.reset_warehouse()
     now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     history_end = now - dt.timedelta(days=1)
@@ -86,16 +74,8 @@ def measure_scale(stack: Stack, scale: float, load_args: list[str], append: str 
     counts = _raw_counts(stack)
     full_build = _dbt_build(stack)
 
-    if append:
-        new_day = stack.greenery_data(
-            append, "--scale", str(scale), "--days", "1", "--end", now.isoformat(), *load_args
-        ).check("adding one day of data")
-        new_day_method = f"python -m include.greenery_data {append} --days 1"
-    else:
-        # No append command: reload the history shifted by one day; the daily run then processes that day.
-        new_day = stack.greenery_data("load", "--scale", str(scale), "--end", now.isoformat(), *load_args)
-        new_day.check("reloading with one more day")
-        new_day_method = "full reload ending one day later"
+    new_day = stack.greenery_data("append", "--scale", str(scale), "--days", "1", "--end", now.isoformat(), *load_args)
+    new_day.check("adding one day of data")
     window = {"start_date": history_end.isoformat(), "end_date": now.isoformat()}
     daily = _dbt_build(stack, "--vars", json.dumps(window))
     log(
@@ -107,14 +87,13 @@ def measure_scale(stack: Stack, scale: float, load_args: list[str], append: str 
         "raw_rows": counts,
         "load": {"seconds": round(load.seconds, 3), "peak_rss_mb": round(load.peak_tree_rss_mb, 1)},
         "full_build": full_build,
-        "new_day": {"method": new_day_method, "seconds": round(new_day.seconds, 3)},
+        "new_day": {"method": "python -m include.greenery_data append --days 1", "seconds": round(new_day.seconds, 3)},
         "incremental_daily_build": daily,
     }
 
 
 def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
-    append = append_command()
-    points = [measure_scale(stack, scale, load_args, append) for scale in size.scaling_scales]
+    points = [measure_scale(stack, scale, load_args) for scale in size.scaling_scales]
     base = points[0]
     for point in points:
         point["growth_from_first_scale"] = {

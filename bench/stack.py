@@ -49,7 +49,9 @@ class Stack:
 
     # -- warehouse -------------------------------------------------------------------------------------------
     def start_warehouse(self) -> None:
-        self._module("include.local_platform.warehouse", "start", env=self.env).check("starting the benchmark warehouse")
+        self._module("include.local_platform.warehouse", "start", env=self.env).check(
+            "starting the benchmark warehouse"
+        )
         self._warehouse_env = read_env_file(self.local_dir / "warehouse.env")
 
     @property
