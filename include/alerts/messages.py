@@ -7,6 +7,7 @@ Nothing here sends or reads Airflow's state; ``include.alerts.callbacks`` gather
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from urllib.parse import quote
 from include import settings
 from include.history.artifacts import FRESHNESS_COMMAND, DbtInvocation, NodeResult
 from include.redaction import redact
+
+log = logging.getLogger(__name__)
 
 # Slack folds a message after ~4,000 characters; an alert is read on a phone, so keep it shorter.
 MAX_MESSAGE_CHARS = 3000
@@ -154,7 +157,12 @@ class TaskFacts:
 
 def airflow_base_url() -> str:
     """The Airflow UI's address for links: ``GREENERY_AIRFLOW_BASE_URL``, else Airflow's ``[api] base_url``."""
-    url = settings.AIRFLOW_BASE_URL.value()
+    try:
+        url = settings.AIRFLOW_BASE_URL.value()
+    except settings.ConfigurationError as error:
+        # A bad link setting must not cost the alert itself: say so, and link to Airflow's own address.
+        log.warning("%s Alert links use Airflow's [api] base_url instead.", error)
+        url = None
     if not url:
         from airflow.sdk.configuration import conf
 

@@ -160,3 +160,10 @@ def test_recovery_run_failure_and_lateness_messages_link_to_the_run() -> None:
     )
     assert "ran longer than its dagrun_timeout" in timed_out
     assert "has not succeeded by 2024-01-03 08:00 UTC (queued 2024-01-03 06:00 UTC, now running)" in late
+
+
+def test_a_malformed_base_url_setting_still_gives_a_link(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setenv("GREENERY_AIRFLOW_BASE_URL", "airflow.local:8080")
+    text = messages.recovery_message("greenery_daily", "manual__1", "manual__0")
+    assert "<http" in text and "/dags/greenery_daily/runs/manual__1|Open the run>" in text
+    assert "GREENERY_AIRFLOW_BASE_URL='airflow.local:8080' must be an http(s) URL" in caplog.text
