@@ -17,24 +17,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import statistics
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench import profiles
-from bench.measure import BenchError, MemorySampler, log, ratio, summary
+from bench.measure import BenchError, MemorySampler, log, ratio, summary, wait_for
 from bench.sizes import Size, cosmos_mode
 from bench.stack import Stack
 from bench.task_logs import log_tail, parse_dbt_output, read_task_log
+from include.local_platform.local_airflow import _session_of
 
 DAILY_DAG = "greenery_daily"
 HOURLY_DAG = "greenery_hourly_snapshot"
 TERMINAL = ("success", "failed")
 SOURCE_SELECTOR = "source:greenery"
+# A dbt task's phases, in the order the summary lists their medians.
+PHASES = ("queued_seconds", "dag_file_parse_seconds", "to_dbt_start_seconds", "dbt_parse_seconds")
+PHASES += ("dbt_run_seconds", "after_dbt_seconds")
 
 
 @dataclass(frozen=True)
@@ -136,15 +138,7 @@ def platform_processes(stack: Stack) -> list[psutil.Process]:
             sessions.add(int(pid_file.read_text()))
         except (OSError, ValueError):
             continue
-    return [process for process in psutil.process_iter() if _sid(process.pid) in sessions]
-
-
-def _sid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[3])  # state, ppid, pgrp, session
+    return [process for process in psutil.process_iter() if _session_of(process.pid) in sessions]
 
 
 def classify(process: psutil.Process) -> str:
@@ -164,17 +158,18 @@ def classify(process: psutil.Process) -> str:
 def _wait_for_serialized_mode(stack: Stack, mode: str, timeout: float = 300) -> None:
     """After a restart in another mode, wait until the dag-processor has stored the DAG as that mode renders it
     (WATCHER adds a producer task)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = stack.airflow_query(
-            "select position('dbt_producer_watcher' in coalesce(data::text, '')) > 0 from serialized_dag "
-            "where dag_id = %s order by last_updated desc limit 1",
-            (DAILY_DAG,),
-        )
-        if rows and rows[0][0] == (cosmos_mode(mode) == "watcher"):
-            return
-        time.sleep(3)
-    raise BenchError(f"the dag-processor did not re-render {DAILY_DAG} in {mode} mode within {timeout:.0f} s")
+    sql = (
+        "select position('dbt_producer_watcher' in coalesce(data::text, '')) > 0 from serialized_dag "
+        "where dag_id = %s order by last_updated desc limit 1"
+    )
+
+    def rendered() -> bool:
+        rows = stack.airflow_query(sql, (DAILY_DAG,))
+        return bool(rows) and rows[0][0] == (cosmos_mode(mode) == "watcher")
+
+    wait_for(
+        rendered, timeout, 3, f"the dag-processor did not re-render {DAILY_DAG} in {mode} mode within {timeout:.0f} s"
+    )
 
 
 def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600) -> dict[str, Any]:
@@ -185,17 +180,12 @@ def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600
         trigger += ["--conf", json.dumps(workload.conf)]
     with MemorySampler(lambda: platform_processes(stack), interval=0.25, classify=classify) as memory:
         stack.airflow(*trigger).check(f"triggering {dag_id}")
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = stack.airflow_query(
-                "select state, queued_at, start_date, end_date from dag_run where dag_id = %s and run_id = %s",
-                (dag_id, run_id),
-            )
-            if rows and rows[0][0] in TERMINAL:
-                break
-            if time.monotonic() > deadline:
-                raise BenchError(f"{dag_id} run {run_id} did not finish within {timeout:.0f} s")
-            time.sleep(1)
+        sql = "select state, queued_at, start_date, end_date from dag_run where dag_id = %s and run_id = %s"
+
+        def finished() -> list[tuple]:
+            return [row for row in stack.airflow_query(sql, (dag_id, run_id)) if row[0] in TERMINAL]
+
+        rows = wait_for(finished, timeout, 1, f"{dag_id} run {run_id} did not finish within {timeout:.0f} s")
     state, queued_at, started, ended = rows[0]
     tasks = _task_breakdown(stack, dag_id, run_id)
     task_peaks = sorted(p.rss_mb for p in memory.peaks.values() if p.name == "task")
@@ -248,25 +238,14 @@ def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
     dag_seconds = [p["dag"]["seconds"] for p in used]
     bare_seconds = [p["bare"]["seconds"] for p in used]
     ratios = [p["ratio"] for p in used]
-    dbt_tasks = [t for p in used for t in p["dag"]["tasks"] if t.get("phases") and t["phases"]["dbt_seconds"]]
-    other_tasks = [
-        t
-        for p in used
-        for t in p["dag"]["tasks"]
-        if t.get("seconds") and not (t.get("phases") or {}).get("dbt_seconds")
-    ]
+    tasks = [t for p in used for t in p["dag"]["tasks"]]
+    dbt_tasks = [t for t in tasks if t.get("phases") and t["phases"]["dbt_seconds"]]
+    other_tasks = [t for t in tasks if t.get("seconds") and not (t.get("phases") or {}).get("dbt_seconds")]
     per_task = [t["overhead_seconds"] for t in dbt_tasks]
+    phases = [t["phases"] | {"queued_seconds": t.get("queued_seconds")} for t in dbt_tasks]
     phase_medians = {}
-    for name in (
-        "queued_seconds",
-        "dag_file_parse_seconds",
-        "to_dbt_start_seconds",
-        "dbt_parse_seconds",
-        "dbt_run_seconds",
-        "after_dbt_seconds",
-    ):
-        source = [t["phases"] | {"queued_seconds": t.get("queued_seconds")} for t in dbt_tasks]
-        values = [phases[name] for phases in source if phases.get(name) is not None]
+    for name in PHASES:
+        values = [p[name] for p in phases if p.get(name) is not None]
         phase_medians[name] = round(statistics.median(values), 3) if values else None
     return {
         "pairs_measured": len(pairs),

@@ -76,8 +76,7 @@ def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
         "seconds": medians,
         "rows_per_second": {name: round(rows / m["median"]) for name, m in medians.items()},
         "ratio_to_psql": {
-            "loader_generate": ratio(medians["loader_generate"]["median"], psql_median),
-            "loader_csv": ratio(medians["loader_csv"]["median"], psql_median),
+            name: ratio(medians[name]["median"], psql_median) for name in ("loader_generate", "loader_csv")
         },
         "peak_rss_mb": {name: round(value, 1) for name, value in peaks.items()},
     }

@@ -178,6 +178,17 @@ class MemorySampler:
             self.peak_label_totals_mb[label] = max(self.peak_label_totals_mb.get(label, 0.0), value)
 
 
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float, failure: str) -> Any:
+    """Call ``condition`` every ``interval`` seconds until it returns something true, and return that; raise
+    with ``failure`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise BenchError(failure)
+        time.sleep(interval)
+    return result
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """Our environment without anything that would point a tool at the developer's warehouse or Airflow."""
     env = {

@@ -40,6 +40,8 @@ IMPORTING = re.compile(r"^_find_and_load \(<frozen importlib\._bootstrap>")
 MODULE_FRAME = re.compile(r"^<module> \((.*):\d+\)$")
 PROCESS = re.compile(r'^process (\d+):"(.*?)";')
 TASK_PROCESS = "task processes"
+WORKER = "executor workers (task supervisors)"
+KIND_RANK = ("other", WORKER, TASK_PROCESS, "scheduler")  # a process seen running both is the later kind
 
 
 def _imported_package(frames: list[str]) -> str:
@@ -86,24 +88,16 @@ def _read_raw(raw_file: Path) -> list[tuple[int | None, list[str], int]]:
 def _process_kinds(stacks: list[tuple[int | None, list[str], int]], root_pid: int | None) -> dict[int | None, str]:
     """What each sampled process was. py-spy names a forked process by the command line it inherited, so tell
     them apart by their code: a task process runs Airflow's task runner, an executor worker supervises it."""
-    code: dict[int | None, set[str]] = {}
+    kinds: dict[int | None, str] = {root_pid: "scheduler"}
     for pid, frames, _ in stacks:
-        seen = code.setdefault(pid, set())
-        for frame in frames:
-            if "execution_time/task_runner.py" in frame:
-                seen.add("task")
-            elif "execution_time/supervisor.py" in frame or "local_executor.py" in frame:
-                seen.add("worker")
-    kinds = {}
-    for pid, seen in code.items():
-        if pid == root_pid:
-            kinds[pid] = "scheduler"
-        elif "task" in seen:
-            kinds[pid] = TASK_PROCESS
-        elif "worker" in seen:
-            kinds[pid] = "executor workers (task supervisors)"
+        code = ";".join(frames)
+        if "execution_time/task_runner.py" in code:
+            kind = TASK_PROCESS
+        elif "execution_time/supervisor.py" in code or "local_executor.py" in code:
+            kind = WORKER
         else:
-            kinds[pid] = "other"
+            kind = "other"
+        kinds[pid] = max(kinds.get(pid, "other"), kind, key=KIND_RANK.index)
     return kinds
 
 
@@ -143,11 +137,13 @@ def summarise(
     return {"samples": total, "top": rows, "by_process": by_process}
 
 
-def _py_spy() -> str:
+def _py_spy(rate: int, raw: Path, *args: str) -> list[str]:
+    """``py-spy record`` writing raw (collapsed) stacks with full file names to ``raw``."""
     found = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
     if not Path(found).exists():
         raise BenchError("py-spy is not installed: `pip install -r requirements-dev.txt`")
-    return found
+    options = ["--rate", str(rate), "--format", "raw", "--full-filenames", "--nonblocking", "-o", str(raw)]
+    return [found, "record", *args, *options]
 
 
 def profile_parse(dag_file: Path, env: dict[str, str], out: Path, runs: int = 3) -> dict[str, Any]:
@@ -158,8 +154,7 @@ def profile_parse(dag_file: Path, env: dict[str, str], out: Path, runs: int = 3)
     with raw.open("w") as combined:
         for run in range(runs):
             part = out / f"profile-parse-{dag_file.stem}-{run}.txt"
-            argv = [_py_spy(), "record", "--rate", "400", "--format", "raw", "--full-filenames", "--nonblocking"]
-            argv += ["-o", str(part), "--", sys.executable, "-m", "bench.parse_probe", str(dag_file)]
+            argv = [*_py_spy(400, part), "--", sys.executable, "-m", "bench.parse_probe", str(dag_file)]
             result = run_timed(argv, env=env, cwd=Path(__file__).resolve().parent.parent, timeout=600)
             result.check("py-spy over the DAG-file parse")
             seconds += result.seconds
@@ -178,8 +173,7 @@ def profile_task_run(stack: Stack, trigger: Any, out: Path) -> dict[str, Any]:
     PostgreSQL is not sampled): on a machine with fewer cores than parallel tasks, CPU is what they queue for."""
     scheduler_pid = int((stack.airflow_home / "scheduler.pid").read_text())
     raw = out / "profile-task-run.txt"
-    argv = [_py_spy(), "record", "--subprocesses", "--rate", "100", "--format", "raw"]
-    argv += ["--full-filenames", "--nonblocking", "-o", str(raw), "--pid", str(scheduler_pid)]
+    argv = [*_py_spy(100, raw, "--subprocesses"), "--pid", str(scheduler_pid)]
     spy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.perf_counter()
     try:

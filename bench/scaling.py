@@ -16,6 +16,14 @@ from bench.sizes import Size
 from bench.stack import Stack
 from bench.task_logs import parse_dbt_output
 
+# Each figure's growth from the first scale: its name, and where a point keeps it.
+GROWTH = {
+    "load": ("load", "seconds"),
+    "full_build": ("full_build", "seconds"),
+    "incremental_daily_build": ("incremental_daily_build", "seconds"),
+    "incremental_models": ("incremental_daily_build", "incremental_models_seconds"),
+}
+
 
 def _node_seconds(stack: Stack) -> dict[str, Any]:
     """Per-kind node time of the last dbt command, from its run_results.json and manifest.json."""
@@ -27,9 +35,8 @@ def _node_seconds(stack: Stack) -> dict[str, Any]:
         node = nodes.get(result["unique_id"], {})
         kind = node.get("resource_type", "")
         if kind == "model":
-            key = (
-                "incremental_models" if node.get("config", {}).get("materialized") == "incremental" else "other_models"
-            )
+            incremental = node.get("config", {}).get("materialized") == "incremental"
+            key = "incremental_models" if incremental else "other_models"
         elif kind in ("test", "unit_test"):
             key = "tests"
         else:
@@ -94,17 +101,8 @@ def measure_scale(stack: Stack, scale: float, load_args: list[str]) -> dict[str,
 
 def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
     points = [measure_scale(stack, scale, load_args) for scale in size.scaling_scales]
-    base = points[0]
     for point in points:
         point["growth_from_first_scale"] = {
-            "load": ratio(point["load"]["seconds"], base["load"]["seconds"]),
-            "full_build": ratio(point["full_build"]["seconds"], base["full_build"]["seconds"]),
-            "incremental_daily_build": ratio(
-                point["incremental_daily_build"]["seconds"], base["incremental_daily_build"]["seconds"]
-            ),
-            "incremental_models": ratio(
-                point["incremental_daily_build"]["incremental_models_seconds"],
-                base["incremental_daily_build"]["incremental_models_seconds"],
-            ),
+            name: ratio(point[step][key], points[0][step][key]) for name, (step, key) in GROWTH.items()
         }
     return {"dbt_threads": size.dbt_threads, "points": points}

@@ -9,13 +9,12 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.measure import BenchError, CommandResult, clean_env, run_timed
+from bench.measure import BenchError, CommandResult, clean_env, run_timed, wait_for
 from bench.sizes import MODES
 from include import settings
 from include.local_platform.pgcluster import PgCluster, free_port
@@ -61,11 +60,8 @@ class Stack:
             raise BenchError("the benchmark warehouse is not started")
         return {**self.env, **self._warehouse_env}
 
-    def cluster(self) -> PgCluster:
-        return PgCluster(self.local_dir / "postgres")
-
     def connect(self, dbname: str = "greenery"):
-        return self.cluster().connect(dbname)
+        return PgCluster(self.local_dir / "postgres").connect(dbname)
 
     def query(self, sql: str, params: tuple = (), dbname: str = "greenery") -> list[tuple]:
         conn = self.connect(dbname)
@@ -146,11 +142,10 @@ class Stack:
 
     def wait_until_idle(self, timeout: float = 1800) -> None:
         """Wait until no DAG run is queued or running."""
-        deadline = time.monotonic() + timeout
-        while self.airflow_query("select 1 from dag_run where state in ('queued', 'running')"):
-            if time.monotonic() > deadline:
-                raise BenchError("Airflow's own scheduled runs did not finish in time")
-            time.sleep(2)
+        busy = "select 1 from dag_run where state in ('queued', 'running')"
+        wait_for(
+            lambda: not self.airflow_query(busy), timeout, 2, "Airflow's own scheduled runs did not finish in time"
+        )
 
     def stop(self) -> None:
         if self.airflow_mode is not None or (self.airflow_home / "scheduler.pid").exists():

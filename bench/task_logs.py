@@ -51,26 +51,18 @@ def parse_dbt_output(lines: list[str]) -> DbtCommandTiming:
     timing = DbtCommandTiming()
     for raw in lines:
         text = ANSI.sub("", raw).rstrip()
-        clock = DBT_CLOCK.match(text.strip())
-        if clock:
+        if clock := DBT_CLOCK.match(text.strip()):
             text = clock.group(4)
         if FULL_PARSE in text:
             timing.full_parse = True
-            continue
-        finished = FINISHED.search(text)
-        if finished:
+        elif finished := FINISHED.search(text):
             timing.elapsed_seconds = float(finished.group(1))
-            continue
-        result = NODE_RESULT.match(text)
-        if result:
-            seconds = float(result.group(3))
-            if " hook: " in text:
-                timing.hook_seconds += seconds
-                continue
-            timing.node_seconds += seconds
+        elif (result := NODE_RESULT.match(text)) and " hook: " in text:
+            timing.hook_seconds += float(result.group(3))
+        elif result:
+            timing.node_seconds += float(result.group(3))
             timing.nodes += 1
-            status = result.group(1)
-            timing.node_results[status] = timing.node_results.get(status, 0) + 1
+            timing.node_results[result.group(1)] = timing.node_results.get(result.group(1), 0) + 1
     timing.node_seconds = round(timing.node_seconds, 3)
     timing.hook_seconds = round(timing.hook_seconds, 3)
     return timing
@@ -106,19 +98,27 @@ def _timestamp(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines log, skipping any other line (none when there is no log)."""
+    records = []
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def read_task_log(path: Path, started: dt.datetime | None, ended: dt.datetime | None) -> TaskPhases:
     """Split one task attempt's JSON-lines log into phases; ``started``/``ended`` come from task_instance."""
     events: list[tuple[dt.datetime, str, dict]] = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                record = json.loads(line)
-                events.append((_timestamp(record["timestamp"]), str(record.get("event", "")), record))
-            except (ValueError, KeyError):
-                continue
+    for record in _records(path):
+        try:
+            events.append((_timestamp(record["timestamp"]), str(record.get("event", "")), record))
+        except (ValueError, KeyError):
+            continue
     parse_ms = next((r.get("dag_file_parse_ms") for _, e, r in events if e == "Worker startup parse complete"), None)
     dbt_start = next((t for t, e, _ in events if e.startswith("Trying to run dbtRunner")), None)
     dbt_lines = [(t, e) for t, e, r in events if _is_dbt_output(r.get("logger"), e)]
@@ -141,16 +141,8 @@ def read_task_log(path: Path, started: dt.datetime | None, ended: dt.datetime | 
 
 def log_tail(path: Path, lines: int = 12) -> list[str]:
     """The last error and warning events of a task log, kept in the results when a task failed."""
-    if not path.is_file():
-        return []
     events = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict):
-            continue
+    for record in _records(path):
         text = ANSI.sub("", str(record.get("event", "")))
         if record.get("level") in ("error", "warning", "critical") or "error" in text.lower():
             events.append(text[:500])
