@@ -33,7 +33,7 @@ from include.alerts.messages import (
     run_failure_message,
     warning_message,
 )
-from include.alerts.slack import send_alert
+from include.alerts.outbox import raise_alert
 from include.history.artifacts import DbtInvocation
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,11 @@ def _remember(store: OrderedDict, key: tuple[Any, ...], value: Any) -> None:
         store.popitem(last=False)
 
 
+def _key_text(key: tuple[Any, ...]) -> str:
+    """A task try's key as the outbox's alert id: dag, run, task, map index, try."""
+    return ":".join(str(part) for part in key)
+
+
 def notify_dbt_results(context: Mapping[str, Any], invocations: list[DbtInvocation]) -> None:
     """After a dbt command of a task: keep its results for the failure alert, and alert its warnings now if dbt
     succeeded (when it failed, the failure alert lists the warnings too: one message per task). Never raises."""
@@ -61,7 +66,8 @@ def notify_dbt_results(context: Mapping[str, Any], invocations: list[DbtInvocati
         if any(invocation.failed for invocation in invocations):
             return
         if any(invocation.warned for invocation in invocations):
-            send_alert(warning_message(facts, invocations))
+            ids = ",".join(invocation.invocation_id for invocation in invocations)
+            raise_alert(f"warning:{_key_text(facts.key)}:{ids}", "warning", warning_message(facts, invocations))
     except Exception:
         log.exception("Could not alert the dbt warnings of this task")
 
@@ -74,7 +80,8 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
             return  # wired twice (DAG default_args and the task itself): still one message
         _remember(_ALERTED, facts.key, None)
         invocations = _DBT_RESULTS.pop(facts.key, [])
-        send_alert(failure_message(facts, invocations, context.get("exception")))
+        text = failure_message(facts, invocations, context.get("exception"))
+        raise_alert(f"failure:{_key_text(facts.key)}", "failure", text)
     except Exception:
         log.exception("Could not send the failure alert")
 
@@ -83,11 +90,13 @@ def _state(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-def _previous_run(context: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(run_id, state) of the run before this one, by logical date; None for the first run or a run without one.
+def _previous_run(context: Mapping[str, Any]) -> tuple[str, str, dt.datetime | None, dt.datetime | None] | None:
+    """(run_id, state, end_date) of the run before this one, by logical date, and when this one started; None
+    for the first run or a run without a logical date.
 
     The DAG processor answers through the task SDK. The metadata-database fallback stays because ``dag.test()``
-    and ``airflow dags test`` run DAG callbacks in their own process, where no API server answers the SDK.
+    and ``airflow dags test`` run DAG callbacks in their own process, where no API server answers the SDK; they
+    also give a run its logical date as start date, so there this run started when its first task did.
     """
     ti = context.get("ti")
     dag_run = context.get("dag_run")
@@ -95,12 +104,15 @@ def _previous_run(context: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
     try:
         previous = ti.get_previous_dagrun()
-        return (previous.run_id, _state(previous.state)) if previous else None
+        if previous is None:
+            return None
+        return previous.run_id, _state(previous.state), previous.end_date, dag_run.start_date
     except Exception as sdk_error:
         log.debug("Task SDK could not give the previous run (%s); asking the metadata database", sdk_error)
     from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     with create_session() as session:
         previous = session.scalars(
@@ -109,16 +121,29 @@ def _previous_run(context: Mapping[str, Any]) -> tuple[str, str] | None:
             .order_by(DagRun.logical_date.desc())
             .limit(1)
         ).first()
-        return (previous.run_id, _state(previous.state)) if previous else None
+        if previous is None:
+            return None
+        started = session.scalar(
+            select(func.min(TaskInstance.start_date)).where(
+                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+            )
+        )
+        return previous.run_id, _state(previous.state), previous.end_date, started or dag_run.start_date
 
 
 def on_dag_success(context: Mapping[str, Any]) -> None:
-    """DAG ``on_success_callback``: the recovery message when the previous run had failed. Never raises."""
+    """DAG ``on_success_callback``: the recovery message when the previous run (by logical date) failed and had
+    finished before this one started. A run beside it (a backfill's runs side by side) or one still going is
+    not something this run recovered from. Never raises."""
     try:
         previous = _previous_run(context)
-        if previous and previous[1] == "failed":
+        if previous is None:
+            return
+        previous_run_id, state, previous_end, started = previous
+        if state == "failed" and previous_end is not None and started is not None and previous_end <= started:
             dag_run = context["dag_run"]
-            send_alert(recovery_message(dag_run.dag_id, dag_run.run_id, previous[0]))
+            text = recovery_message(dag_run.dag_id, dag_run.run_id, previous_run_id)
+            raise_alert(f"recovered:{dag_run.dag_id}:{dag_run.run_id}", "recovered", text)
     except Exception:
         log.exception("Could not check for or send the recovery alert")
 
@@ -132,7 +157,8 @@ def on_dag_failure(context: Mapping[str, Any]) -> None:
         dag = context.get("dag")
         dag_id = getattr(dag, "dag_id", None) or getattr(context.get("dag_run"), "dag_id", "unknown")
         run_id = str(context.get("run_id") or getattr(context.get("dag_run"), "run_id", "unknown"))
-        send_alert(run_failure_message(dag_id, run_id, reason or "unknown"))
+        text = run_failure_message(dag_id, run_id, reason or "unknown")
+        raise_alert(f"run_failed:{dag_id}:{run_id}", "run_failed", text)
     except Exception:
         log.exception("Could not send the run failure alert")
 
@@ -151,7 +177,8 @@ async def notify_deadline_missed(context: Mapping[str, Any] | None = None, **_: 
         )
         # The hook is synchronous; in a worker thread its connection lookup may block without stalling the
         # triggerer's event loop.
-        await asyncio.to_thread(send_alert, text)
+        run = dag_run.get("dag_run_id") or dag_run.get("run_id") or "unknown"
+        await asyncio.to_thread(raise_alert, f"late:{dag_run.get('dag_id', 'unknown')}:{run}", "late", text)
     except Exception:
         log.exception("Could not send the deadline alert")
 

@@ -12,9 +12,14 @@ sent, so parsing a DAG file never loads them.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
+import re
+from dataclasses import dataclass
+from urllib.error import URLError
+from urllib.parse import urlsplit
 
 from include import settings
 from include.alerts.messages import MAX_MESSAGE_CHARS, fit, shorten
@@ -90,3 +95,56 @@ def send_alert(text: str) -> bool:
         return False
     log.info("Slack alert sent: %s", shorten(text.splitlines()[0], 200))
     return True
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one POST to Slack ended: ``sent``, ``retry`` (429, 5xx, a timeout, a dropped connection: may pass;
+    ``retry_after`` is Slack's own wait for a 429) or ``refused`` (a 4xx, a malformed webhook, no connection:
+    will not heal by waiting)."""
+
+    outcome: str
+    detail: str = ""
+    retry_after: float | None = None
+
+
+def post(text: str, timeout: float) -> Attempt:
+    """One POST of ``text`` to the ``slack_alerts`` webhook, no retries, within ``timeout`` seconds. Never raises."""
+    if not _slack_connection_available():
+        return Attempt("refused", f"no Slack connection {SLACK_CONN_ID!r} (set {settings.SLACK_WEBHOOK_URL.name})")
+    try:
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+        hook = SlackWebhookHook(
+            slack_webhook_conn_id=SLACK_CONN_ID, timeout=max(1, int(timeout)), logger=_slack_client_log
+        )
+        client = hook.client
+        if not _well_formed(client.url):
+            return Attempt("refused", f"the {SLACK_CONN_ID!r} webhook URL is malformed (want https://host/path)")
+        response = client.send(text=text, unfurl_links=False, unfurl_media=False)
+    except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+        return Attempt("retry", shorten(redact(f"{type(error).__name__}: {error}"), 300))
+    except Exception as error:  # a malformed webhook URL, a connection of the wrong type
+        return Attempt("refused", shorten(redact(f"{type(error).__name__}: {error}"), 300))
+    detail = shorten(redact(f"HTTP {response.status_code} {response.body}"), 300)
+    if response.status_code == 200:
+        return Attempt("sent", detail)
+    if response.status_code == 429 or response.status_code >= 500:
+        return Attempt("retry", detail, _retry_after(response.headers))
+    return Attempt("refused", detail)
+
+
+def _well_formed(url: str) -> bool:
+    parts = urlsplit(url or "")
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not re.search(r"\s", url)
+
+
+def _retry_after(headers: dict) -> float | None:
+    for name, values in (headers or {}).items():
+        if name.lower() == "retry-after" and values:
+            value = values[0] if isinstance(values, list) else values
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None

@@ -32,7 +32,6 @@ from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from include import settings
-from include.alerts.callbacks import notify_dbt_results
 from include.history.artifacts import FRESHNESS_COMMAND, DbtInvocation, NodeResult, read_invocations
 from include.redaction import redact, register_secret
 
@@ -265,7 +264,7 @@ def write_invocations(
     connection.commit()
 
 
-def _airflow_connection(conn_id: str) -> Any:
+def warehouse_connection(conn_id: str = settings.WAREHOUSE_CONN_ID) -> Any:
     """A psycopg2 connection from the Airflow connection ``conn_id`` (the one Cosmos gives dbt)."""
     from airflow.sdk import BaseHook
 
@@ -299,7 +298,7 @@ def upload(
         return True
     connection = None
     try:
-        connection = psycopg2.connect(dsn, connect_timeout=10) if dsn is not None else _airflow_connection(conn_id)
+        connection = psycopg2.connect(dsn, connect_timeout=10) if dsn is not None else warehouse_connection(conn_id)
         ensure_tables(connection)
         write_invocations(connection, invocations, context)
     except Exception as error:
@@ -341,5 +340,8 @@ def record_dbt_artifacts(
         log.exception("Could not read the dbt artifacts in %s", project_dir)
         return
     if context is not None:
+        # Imported here, not at the top: the alerts import this module (their outbox lives in dbt_meta too).
+        from include.alerts.callbacks import notify_dbt_results
+
         notify_dbt_results(context, invocations)
     upload(invocations, context, conn_id=conn_id)
