@@ -224,3 +224,24 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
             raise
         finally:
             browser.close()
+
+
+def test_the_alert_delivery_dag_runs_in_the_triggerer_and_never_takes_a_worker(api: AirflowApi, runs: dict) -> None:
+    """greenery_alert_delivery runs every 2 minutes on the real scheduler and triggerer; by the time the daily run
+    is done, some of its runs have ended."""
+    deadline = time.monotonic() + 5 * 60
+    while True:
+        done = [
+            run
+            for run in api.get("/api/v2/dags/greenery_alert_delivery/dagRuns?limit=20")["dag_runs"]
+            if run["state"] in ("success", "failed")
+        ]
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    assert done, "greenery_alert_delivery never finished a run"
+    assert {run["state"] for run in done} == {"success"}
+    for run in done:
+        [ti] = api.task_instances("greenery_alert_delivery", run["dag_run_id"])
+        assert ti["state"] == "success"
+        assert ti["queued_when"] is None, "the delivery task was queued to an executor: it took a worker"
