@@ -100,7 +100,7 @@ def deliver(conn, n: int = 3, now: datetime | None = None) -> list[Shipment]:
             cur.execute(
                 sql.SQL(
                     "update {} set status = 'shipped', shipping_service = %s, tracking_id = %s,"
-                    " estimated_delivery_at = %s where order_id = %s"
+                    " estimated_delivery_at = %s, _loaded_at = now() where order_id = %s"
                 ).format(orders),
                 (shipment.shipping_service, shipment.tracking_id, shipment.estimated_delivery_at, shipment.order_id),
             )

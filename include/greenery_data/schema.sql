@@ -8,6 +8,11 @@
 --   * money is numeric(12, 2) where the course had real: exact cents, so order_total = order_cost +
 --     shipping_cost - discount holds exactly. Every course value has at most two decimals.
 -- Ids are text (UUID strings; promo ids are free text such as 'instruction set').
+--
+-- Every table also has _loaded_at: when the row arrived in this database (the insert's time; an update that
+-- re-delivers a row sets it again), as EL tools stamp _fivetran_synced or _airbyte_extracted_at. The course's
+-- CSV files do not have it; the database fills it. The incremental models use it to pick up events that
+-- arrive after their day's run.
 
 create table if not exists addresses (
     address_id text not null,
@@ -15,6 +20,7 @@ create table if not exists addresses (
     zipcode integer,
     state text,
     country text,
+    _loaded_at timestamptz not null default now(),
     constraint addresses_pkey primary key (address_id)
 );
 
@@ -27,6 +33,7 @@ create table if not exists users (
     created_at timestamptz,
     updated_at timestamptz,
     address_id text,
+    _loaded_at timestamptz not null default now(),
     constraint users_pkey primary key (user_id),
     constraint users_address_id_fkey foreign key (address_id) references addresses (address_id)
 );
@@ -35,6 +42,7 @@ create table if not exists promos (
     promo_id text not null,
     discount integer,
     status text,
+    _loaded_at timestamptz not null default now(),
     constraint promos_pkey primary key (promo_id)
 );
 
@@ -43,6 +51,7 @@ create table if not exists products (
     name text,
     price numeric(12, 2),
     inventory integer,
+    _loaded_at timestamptz not null default now(),
     constraint products_pkey primary key (product_id)
 );
 
@@ -60,6 +69,7 @@ create table if not exists orders (
     estimated_delivery_at timestamptz,
     delivered_at timestamptz,
     status text,
+    _loaded_at timestamptz not null default now(),
     constraint orders_pkey primary key (order_id),
     constraint orders_user_id_fkey foreign key (user_id) references users (user_id),
     constraint orders_promo_id_fkey foreign key (promo_id) references promos (promo_id),
@@ -70,6 +80,7 @@ create table if not exists order_items (
     order_id text not null,
     product_id text not null,
     quantity integer,
+    _loaded_at timestamptz not null default now(),
     constraint order_items_pkey primary key (order_id, product_id),
     constraint order_items_order_id_fkey foreign key (order_id) references orders (order_id),
     constraint order_items_product_id_fkey foreign key (product_id) references products (product_id)
@@ -84,8 +95,18 @@ create table if not exists events (
     event_type text,
     order_id text,
     product_id text,
+    _loaded_at timestamptz not null default now(),
     constraint events_pkey primary key (event_id),
     constraint events_user_id_fkey foreign key (user_id) references users (user_id),
     constraint events_order_id_fkey foreign key (order_id) references orders (order_id),
     constraint events_product_id_fkey foreign key (product_id) references products (product_id)
 );
+
+-- Warehouses created before _loaded_at existed: their rows count as arrived now.
+alter table addresses add column if not exists _loaded_at timestamptz not null default now();
+alter table users add column if not exists _loaded_at timestamptz not null default now();
+alter table promos add column if not exists _loaded_at timestamptz not null default now();
+alter table products add column if not exists _loaded_at timestamptz not null default now();
+alter table orders add column if not exists _loaded_at timestamptz not null default now();
+alter table order_items add column if not exists _loaded_at timestamptz not null default now();
+alter table events add column if not exists _loaded_at timestamptz not null default now();

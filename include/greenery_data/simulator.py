@@ -207,7 +207,7 @@ def _fulfil(cur, rng: random.Random, now: int, window_start: int, counts: dict[s
         sql.SQL(
             "update {} as o set status = v.status, tracking_id = v.tracking_id,"
             " shipping_service = v.shipping_service, estimated_delivery_at = to_timestamp(v.estimate::bigint),"
-            " delivered_at = to_timestamp(v.delivered::bigint)"
+            " delivered_at = to_timestamp(v.delivered::bigint), _loaded_at = now()"
             " from (values %s) as v (order_id, status, tracking_id, shipping_service, estimate, delivered)"
             " where o.order_id = v.order_id"
         )
@@ -219,7 +219,8 @@ def _fulfil(cur, rng: random.Random, now: int, window_start: int, counts: dict[s
     execute_values(
         cur,
         sql.SQL(
-            "update {} as o set status = 'delivered', delivered_at = to_timestamp(v.delivered::bigint)"
+            "update {} as o set status = 'delivered', delivered_at = to_timestamp(v.delivered::bigint),"
+            " _loaded_at = now()"
             " from (values %s) as v (order_id, delivered) where o.order_id = v.order_id"
         )
         .format(qualified("orders"))
@@ -349,14 +350,18 @@ def _catalogue_and_profiles(cur, rng: random.Random, now: int, counts: dict[str,
                     (price * factor / Decimal("0.05")).quantize(Decimal(1), ROUND_HALF_UP) * Decimal("0.05"),
                 )
                 cur.execute(
-                    sql.SQL("update {} set price = %s where product_id = %s").format(qualified("products")),
+                    sql.SQL("update {} set price = %s, _loaded_at = now() where product_id = %s").format(
+                        qualified("products")
+                    ),
                     (new_price, product_id),
                 )
             else:
                 stock = inventory or 0
                 change = rng.randint(10, 50) if rng.random() < 0.4 or stock < 10 else -rng.randint(1, min(8, stock))
                 cur.execute(
-                    sql.SQL("update {} set inventory = %s where product_id = %s").format(qualified("products")),
+                    sql.SQL("update {} set inventory = %s, _loaded_at = now() where product_id = %s").format(
+                        qualified("products")
+                    ),
                     (stock + change, product_id),
                 )
             counts["product_changes"] += 1
@@ -366,9 +371,10 @@ def _catalogue_and_profiles(cur, rng: random.Random, now: int, counts: dict[str,
         if n_users:
             for (user_id,) in _pick_rows(cur, "users", "user_id", "user_id", [rng.randrange(n_users)]).values():
                 cur.execute(
-                    sql.SQL("update {} set phone_number = %s, updated_at = to_timestamp(%s) where user_id = %s").format(
-                        qualified("users")
-                    ),
+                    sql.SQL(
+                        "update {} set phone_number = %s, updated_at = to_timestamp(%s), _loaded_at = now()"
+                        " where user_id = %s"
+                    ).format(qualified("users")),
                     (phone_number(rng), now, user_id),
                 )
                 counts["user_edits"] += 1

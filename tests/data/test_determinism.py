@@ -5,17 +5,17 @@ from __future__ import annotations
 import psycopg2
 from data_helpers import END, dsn, scalar
 
-from include.greenery_data import TABLES, export_csv, load_csv_dir, load_generated
+from include.greenery_data import COLUMNS, TABLES, export_csv, load_csv_dir, load_generated
 from include.greenery_data.schema import PRIMARY_KEYS
 
 
 def fingerprint(conn) -> dict[str, str]:
-    """An md5 of every table's rows in primary-key order."""
+    """An md5 of every table's rows in primary-key order: the data, not when it arrived (``_loaded_at``)."""
     return {
         table: scalar(
             conn,
-            f"select md5(coalesce(string_agg(t::text, '|' order by {', '.join(PRIMARY_KEYS[table])}), ''))"
-            f" from raw.{table} as t",
+            f"select md5(coalesce(string_agg(row({', '.join(COLUMNS[table])})::text, '|' "
+            f"order by {', '.join(PRIMARY_KEYS[table])}), '')) from raw.{table}",
         )
         for table in TABLES
     }

@@ -9,7 +9,14 @@ import pytest
 from data_helpers import END, dsn, row_counts, run_cli, scalar
 from test_generated_rules import VIOLATIONS
 
-from include.greenery_data import GreeneryDataError, append_activity, load_csv_dir, load_generated, simulate_step
+from include.greenery_data import (
+    COLUMNS,
+    GreeneryDataError,
+    append_activity,
+    load_csv_dir,
+    load_generated,
+    simulate_step,
+)
 
 LOADED_AT = datetime.fromisoformat(END)
 
@@ -122,7 +129,13 @@ def test_same_seed_and_state_make_the_same_step(fresh_database):
         conn = psycopg2.connect(dsn(env))
         load_generated(conn, scale=1, end=END)
         simulate_step(conn, now=LOADED_AT + timedelta(hours=3), seed=5)
-        results.append(scalar(conn, "select md5(string_agg(e::text, ',' order by event_id)) from raw.events as e"))
+        results.append(
+            scalar(
+                conn,
+                f"select md5(string_agg(row({', '.join(COLUMNS['events'])})::text, ',' order by event_id))"
+                " from raw.events",
+            )
+        )
         conn.close()
     assert results[0] == results[1]
 

@@ -1,7 +1,12 @@
-{% macro incremental_window(event_column, loaded_column) %}
+{% macro incremental_window(rows, event_column, model_event_column, key_column, loaded_column='_loaded_at') %}
     {#-
-        Predicate on event_column selecting what an incremental run reprocesses: from var start_date, or
-        lookback_hours before the newest loaded_column already in this model, up to var end_date (exclusive).
+        Predicate selecting the rows of the relation or CTE `rows` that an incremental run reprocesses:
+        the window: event_column from var start_date (or lookback_hours before the newest model_event_column
+        already in this model) up to var end_date (exclusive);
+        or arrivals: rows whose loaded_column (when the row reached the warehouse) is newer than what this
+        model reflects for their key_column, among those that arrived in the lookback_hours before the newest
+        arrival already processed, so that an event which arrives after its day's run is picked up by the next
+        run, whatever window that run has, and only once.
     -#}
     {%- set start = window_bound('start_date') -%}
     {%- set end = window_bound('end_date') -%}
@@ -18,15 +23,32 @@
             ~ "): the window is start_date <= created_at < end_date."
         ) }}
     {%- endif -%}
-    {%- if start is not none -%}
-        {{ event_column }} >= {{ start }}
-    {%- else -%}
-        {{ event_column }} >= (
-            select coalesce(max({{ loaded_column }}), '-infinity') - interval '{{ lookback }} hours'
-            from {{ this }}
+    (
+        (
+        {%- if start is not none %}
+            {{ event_column }} >= {{ start }}
+        {%- else %}
+            {{ event_column }} >= (
+                select coalesce(max({{ model_event_column }}), '-infinity') - interval '{{ lookback }} hours'
+                from {{ this }}
+            )
+        {%- endif -%}
+        {%- if end is not none %}
+            and {{ event_column }} < {{ end }}
+        {%- endif %}
         )
-    {%- endif -%}
-    {%- if end is not none %}
-        and {{ event_column }} < {{ end }}
-    {%- endif -%}
-{% endmacro %}
+        or (
+            {{ rows }}.{{ loaded_column }} > (
+                select coalesce(max({{ loaded_column }}), '-infinity') - interval '{{ lookback }} hours'
+                from {{ this }}
+            )
+            and not exists (
+                select 1
+                from {{ this }} as processed
+                where
+                    processed.{{ key_column }} = {{ rows }}.{{ key_column }}
+                    and processed.{{ loaded_column }} >= {{ rows }}.{{ loaded_column }}
+            )
+        )
+    )
+{%- endmacro %}

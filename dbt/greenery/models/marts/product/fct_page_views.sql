@@ -25,15 +25,16 @@ page_views as (
         product_id,
         page_url,
         created_at as viewed_at,
-        cast(created_at as date) as viewed_date
+        cast(created_at as date) as viewed_date,
+        _loaded_at
 
     from events
 
     where
         event_type = 'page_view'
         {% if is_incremental() %}
-        -- Only the window's events: see vars start_date, end_date, lookback_hours in dbt_project.yml.
-        and {{ incremental_window('created_at', 'viewed_at') }}
+        -- The window's events and those that arrived since the last run: see incremental_window.
+        and {{ incremental_window('events', 'created_at', 'viewed_at', 'event_id') }}
         {% endif %}
 
 )

@@ -16,8 +16,9 @@ events as (
 
 ),
 
--- On an incremental run, the sessions with an event in the window. Each is rebuilt from all of its events,
--- so a session that spans the window's edge comes out exactly as in a full build.
+-- On an incremental run, the sessions with an event in the window or an event that arrived since the session
+-- was last built. Each is rebuilt from all of its events, so a session that spans the window's edge, or that a
+-- late event continues, comes out exactly as in a full build.
 sessions_in_window as (
 
     select distinct session_id
@@ -25,7 +26,7 @@ sessions_in_window as (
     from events
 
     {% if is_incremental() %}
-    where {{ incremental_window('created_at', 'session_ended_at') }}
+    where {{ incremental_window('events', 'created_at', 'session_ended_at', 'session_id') }}
     {% endif %}
 
 ),
@@ -54,7 +55,8 @@ aggregated as (
         count(*) filter (where event_type = 'checkout') as checkout_count,
         count(*) filter (where event_type = 'package_shipped') as package_shipped_count,
         -- At most one checkout per session (tested), so this is the session's order.
-        max(order_id) filter (where event_type = 'checkout') as order_id
+        max(order_id) filter (where event_type = 'checkout') as order_id,
+        max(_loaded_at) as _loaded_at
 
     from session_events
 
@@ -78,7 +80,8 @@ final as (
         add_to_cart_count > 0 as has_add_to_cart,
         checkout_count > 0 as has_checkout,
         package_shipped_count > 0 as has_package_shipped,
-        order_id
+        order_id,
+        _loaded_at
 
     from aggregated
 

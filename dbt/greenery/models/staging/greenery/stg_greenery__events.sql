@@ -16,7 +16,8 @@ renamed as (
         page_url,
         order_id,
         product_id,
-        {{ to_utc_timestamp('created_at') }} as created_at
+        {{ to_utc_timestamp('created_at') }} as created_at,
+        {{ to_utc_timestamp('_loaded_at') }} as _loaded_at
 
     from source
 
