@@ -2,14 +2,15 @@
 # Astro Runtime 3.3 is Apache Airflow 3.3, the line requirements.txt pins (tests/test_docker_image.py checks it).
 # The runtime image's ONBUILD steps copy this project to /usr/local/airflow and install packages.txt and
 # requirements.txt, so Airflow, Cosmos and dbt share one Python environment as they do in `make up`.
+# plugins/ lands in Airflow's plugins folder there (/usr/local/airflow/plugins): it serves the dbt docs behind
+# the login; Cosmos' own docs plugin stays off ([cosmos] dbt_docs_projects unset), as it serves them to anyone.
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
 ENV PYTHONPATH=/usr/local/airflow \
     GREENERY_DBT_PROJECT_DIR=/usr/local/airflow/dbt/greenery \
     GREENERY_DBT_DOCS_DIR=/usr/local/airflow/dbt-docs \
     AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
-    AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI=True \
-    AIRFLOW__COSMOS__DBT_DOCS_PROJECTS='{"greenery": {"dir": "/usr/local/airflow/dbt-docs", "index": "index.html", "name": "dbt Docs (greenery)"}}'
+    AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI=True
 
 # The DAGs render from dbt's manifest: parse once at build time instead of running `dbt ls` on every DAG parse.
 RUN cd dbt/greenery && dbt parse --quiet --profiles-dir . --project-dir . --target-path target/airflow

@@ -16,8 +16,10 @@ SEED ?=
 CSV ?=
 N ?= 3
 ARGS ?=
+FROM ?=
+TO ?=
 
-.PHONY: help up down clean warehouse load deliver dbt manifest airflow test test-e2e lint format bench venv venv-dev browser
+.PHONY: help up down clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +73,11 @@ up: warehouse manifest ## Start the warehouse (with demo data) and Airflow at ht
 airflow: ## Run the airflow CLI against the local instance: make airflow ARGS="dags list"
 	@test -f .local/airflow.env || { echo "Airflow is not set up: run make up first." >&2; exit 1; }
 	@set -a && source .local/airflow.env && set +a && $(PY) -m airflow $(ARGS)
+
+backfill: ## Reprocess the UTC days FROM=YYYY-MM-DD to TO=YYYY-MM-DD (both included), one run at a time [DRY_RUN=1]
+	@test -f .local/airflow.env || { echo "Airflow is not set up: run make up first." >&2; exit 1; }
+	@set -a && source .local/airflow.env && set +a && $(PY) -m include.dbt_tasks.backfill \
+		--from "$(FROM)" --to "$(TO)" $(if $(DRY_RUN),--dry-run)
 
 down: ## Stop Airflow and the warehouse (idempotent)
 	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.local_airflow down && $(PY) -m include.local_platform.warehouse stop; \

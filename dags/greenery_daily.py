@@ -1,10 +1,11 @@
 """
 ### greenery_daily: the whole dbt project, once a day
 
-**When**: every day at 06:00 UTC (`GREENERY_DAILY_HOUR`); one run at a time. A scheduled run processes its
-data interval, the 24 hours before it. Trigger it by hand with the form to reprocess chosen days or to
-rebuild the incremental models (`full_refresh`); backfill with `airflow backfill create --dag-id
-greenery_daily --from-date 2024-01-01 --to-date 2024-01-07` or the UI's Backfill button.
+**When**: every day at 06:00 UTC (`GREENERY_DAILY_HOUR`); one run at a time. A run processes one whole UTC
+day, the day of its logical date: the 06:00 run processes yesterday. Trigger it by hand with the form to
+reprocess chosen days or to rebuild the incremental models (`full_refresh`); backfill days A to B with
+`make backfill FROM=A TO=B`. The Backfill dialog's From and To are when runs are due (day D's run is due at
+D+1 06:00): for days A to B choose A+1 06:00 to B+1 06:00, and keep Max Active Runs at 1.
 
 **What runs**: `validate_params` (checks the trigger parameters, no dbt) → `source_freshness` →
 `snapshots` → `models` (each dbt model is a task, its data tests a task right after it; a source's tests run

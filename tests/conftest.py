@@ -48,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.sqlalchemy_url("airflow"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
             # Cosmos writes its dbt-ls cache and temporary projects here, not into the repository.
             "AIRFLOW__COSMOS__CACHE_DIR": str(base / "cosmos-cache"),
@@ -60,9 +60,6 @@ def pytest_configure(config: pytest.Config) -> None:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         }
     )
-    from include.dbt_tasks.cosmos_config import dbt_docs_projects_setting  # reads the paths set just above
-
-    os.environ["AIRFLOW__COSMOS__DBT_DOCS_PROJECTS"] = dbt_docs_projects_setting()
     # Connections and variables of the developer's shell must not leak into tests.
     for key in list(os.environ):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")) or key in ("SLACK_WEBHOOK_URL", "PGPASSWORD"):

@@ -7,7 +7,6 @@ Settings (``include.settings``, read when a DAG file is parsed): ``GREENERY_COSM
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ POOLS: list[tuple[str, int, str]] = [
 
 DBT_PROFILE_NAME = "greenery"
 DBT_TARGET_NAME = "airflow"
-DOCS_PROJECT_SLUG = "greenery"
 
 
 def execution_mode() -> ExecutionMode:
@@ -118,17 +116,3 @@ def render_config(select: list[str], exclude: list[str] | None = None, **options
         "invocation_mode": InvocationMode.DBT_RUNNER,
     }
     return RenderConfig(**{**fields, **options})
-
-
-def dbt_docs_projects_setting() -> str:
-    """The value of ``AIRFLOW__COSMOS__DBT_DOCS_PROJECTS``: Cosmos' Airflow 3 plugin then serves the docs that
-    the daily DAG writes to ``include.settings.DBT_DOCS_DIR`` under Browse > "dbt Docs (greenery)"."""
-    return json.dumps(
-        {
-            DOCS_PROJECT_SLUG: {
-                "dir": str(settings.DBT_DOCS_DIR),
-                "index": "index.html",
-                "name": "dbt Docs (greenery)",
-            }
-        }
-    )

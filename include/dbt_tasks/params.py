@@ -7,8 +7,10 @@ parameter, a start after the end, a window longer than ``GREENERY_MAX_WINDOW_DAY
 sentence that says what to change, before any dbt command runs.
 
 dbt receives the window as the vars ``start_date`` and ``end_date``: a half-open UTC interval
-``[start_date, end_date)`` that the incremental models reprocess. A run without dates uses its data
-interval, so each scheduled or backfilled day is reprocessed exactly, and running it twice changes nothing.
+``[start_date, end_date)`` that the incremental models reprocess. A day is always a whole UTC calendar day: the
+dates of the form name days, and a run without dates processes the days that ended during its data interval
+(the 06:00 run: yesterday), so each scheduled or backfilled day is reprocessed exactly, the same rows as the
+form's run for that date, and running it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ PARAMS: dict[str, Param] = {
         type=["null", "string"],
         format="date",
         title="Start date",
-        description="First day to reprocess (UTC, included). Leave both dates empty to process the run's data "
-        "interval.",
+        description="First day to reprocess (UTC, included). Leave both dates empty to process the UTC days that "
+        "ended during the run's data interval (for the daily run: yesterday).",
     ),
     "end_date": Param(
         None,
@@ -126,10 +128,12 @@ def resolve_window(
     """Check the parameters of one run and turn them into the window dbt reprocesses.
 
     ``conf`` is what the user passed when triggering (only its keys are checked for typos), ``params`` the
-    resolved values (defaults filled in). Without dates the window is the run's data interval; a run created
-    without a logical date (``airflow dags trigger`` without one, the REST API) has none and gets the
-    ``DEFAULT_INTERVAL`` before ``run_after`` instead, as a scheduled run would. Raises :class:`InvalidParams`
-    with a message for the user.
+    resolved values (defaults filled in). Without dates the window is the UTC days that ended during the run's
+    data interval, ``[midnight of its start, midnight of its end)``: the daily run at 06:00 processes the whole of
+    yesterday, and a backfill run processes the same day as the scheduled run of its logical date. A run
+    created without a logical date (``airflow dags trigger`` without one, the REST API) has no data interval and
+    gets the ``DEFAULT_INTERVAL`` before ``run_after`` instead, as a scheduled run would. Raises
+    :class:`InvalidParams` with a message for the user.
     """
     unknown = sorted(set(conf or {}) - set(PARAMS))
     if unknown:
@@ -149,11 +153,12 @@ def resolve_window(
             if run_after is None:
                 raise InvalidParams("This run has neither a data interval nor a start time: give the dates.")
             data_interval_start, data_interval_end = run_after - DEFAULT_INTERVAL, run_after
-        start, end = _utc(data_interval_start), _utc(data_interval_end)
+        interval_start, interval_end = _utc(data_interval_start), _utc(data_interval_end)
+        start, end = _midnight(interval_start.date()), _midnight(interval_end.date())
         if end <= start:
             raise InvalidParams(
-                f"The run's data interval [{start.isoformat()}, {end.isoformat()}) is empty: "
-                "give start_date and end_date."
+                f"The run's data interval [{interval_start.isoformat()}, {interval_end.isoformat()}) contains no "
+                "end of a UTC day: give start_date and end_date."
             )
         return RunWindow(start, end, full_refresh)
 

@@ -45,7 +45,9 @@ MARTS_PATH = "models/marts/"
 
 
 def daily_schedule() -> CronTriggerTimetable:
-    """Every day at ``GREENERY_DAILY_HOUR`` UTC; each run's data interval is the 24 hours before it."""
+    """Every day at ``GREENERY_DAILY_HOUR`` UTC. A run's logical date is its trigger time and its data interval
+    the 24 hours before it; it processes the UTC day that ended in that interval (``params.resolve_window``), so
+    the run of day D is the one at D+1 ``GREENERY_DAILY_HOUR``:00 (``include.dbt_tasks.backfill``)."""
     hour = settings.DAILY_HOUR.value()
     return CronTriggerTimetable(f"0 {hour} * * *", timezone="UTC", interval=dt.timedelta(days=1))
 

@@ -66,7 +66,7 @@ def _state() -> dict:
 
     state = {
         "port": None,
-        "jwt_secret": secrets.token_urlsafe(32),
+        "jwt_secret": secrets.token_urlsafe(64),
         "secret_key": secrets.token_urlsafe(32),
         "fernet_key": Fernet.generate_key().decode(),
     }
@@ -82,8 +82,6 @@ def _save_state(state: dict) -> None:
 
 def airflow_env(port: int) -> dict[str, str]:
     """The environment of every Airflow process of the local platform."""
-    from include.dbt_tasks.cosmos_config import dbt_docs_projects_setting
-
     pg = cluster()
     if not pg.is_initialized() or not pg.is_running():
         raise PlatformError("The warehouse is not running: start it with `make warehouse`.")
@@ -103,6 +101,8 @@ def airflow_env(port: int) -> dict[str, str]:
         "AIRFLOW_HOME": str(AIRFLOW_HOME),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.REPO_ROOT), inherited.get("PYTHONPATH")])),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.REPO_ROOT / "dags"),
+        # The Astro layout's plugins/: the dbt docs behind the login (plugins/greenery_docs.py).
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # The LocalExecutor, with dbt and Cosmos imported once in the scheduler: every task process forked from
         # it starts with them loaded instead of importing dbt itself (bench/RESULTS.md).
@@ -120,6 +120,9 @@ def airflow_env(port: int) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.sqlalchemy_url(AIRFLOW_DB),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        # Off by default; should someone turn it on, it stays on this machine too. The log servers of the
+        # scheduler and triggerer have no such setting: README.md, "Security notes".
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__API__WORKERS": "1",
@@ -133,9 +136,11 @@ def airflow_env(port: int) -> dict[str, str]:
         "AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI": "True",
         "DO_NOT_TRACK": "1",
         "AIRFLOW_CONN_GREENERY_WAREHOUSE": warehouse_connection_json(pg),
+        # The daily DAG publishes the dbt docs there; plugins/greenery_docs.py serves them behind the login.
         "GREENERY_DBT_DOCS_DIR": str(settings.DBT_DOCS_DIR),
-        # Cosmos' Airflow 3 plugin serves the docs the daily DAG writes there (Browse > dbt Docs).
-        "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": dbt_docs_projects_setting(),
+        # Cosmos' own docs plugin serves them to anyone: empty keeps it off (no route, no menu entry), even when
+        # the shell that runs `make up` sets it.
+        "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": "",
         # The live shop simulator DAG exists only on this local platform, never in production.
         "GREENERY_DEV_SIMULATOR": "1" if simulator else "0",
     }

@@ -19,22 +19,23 @@ def _resolve(conf: dict, max_days: int = 31):
     return resolve_window(conf, {**DEFAULTS, **conf}, *INTERVAL, max_days=max_days)
 
 
-def test_without_dates_a_run_processes_exactly_its_data_interval() -> None:
-    window = _resolve({})
+def test_without_dates_a_run_processes_the_utc_day_that_ended_in_its_data_interval() -> None:
+    window = _resolve({})  # the 06:00 run of March 2: its data interval is March 1 06:00 to March 2 06:00
     assert window.as_xcom() == {
-        "start_date": "2024-03-01T06:00:00+00:00",
-        "end_date": "2024-03-02T06:00:00+00:00",
+        "start_date": "2024-03-01T00:00:00+00:00",
+        "end_date": "2024-03-02T00:00:00+00:00",
         "full_refresh": False,
     }
-    assert window.describe() == "[2024-03-01T06:00:00+00:00, 2024-03-02T06:00:00+00:00) (1 day), incremental"
+    assert window.describe() == "[2024-03-01T00:00:00+00:00, 2024-03-02T00:00:00+00:00) (1 day), incremental"
+    assert window == _resolve({"start_date": "2024-03-01", "end_date": "2024-03-01"})  # the form's March 1
 
 
 def test_a_run_without_a_logical_date_processes_the_day_before_it_was_triggered() -> None:
     run_after = pendulum.datetime(2024, 3, 2, 9, 30, tz="UTC")
     window = resolve_window({}, DEFAULTS, None, None, run_after=run_after, max_days=31)
     assert (window.start.isoformat(), window.end.isoformat()) == (
-        "2024-03-01T09:30:00+00:00",
-        "2024-03-02T09:30:00+00:00",
+        "2024-03-01T00:00:00+00:00",
+        "2024-03-02T00:00:00+00:00",
     )
 
 

@@ -1,7 +1,8 @@
 """The platform ``make up`` starts, used the way a user does, with the real scheduler (LocalExecutor, tasks in
 parallel): the daily run that the scheduler starts on its own, an hourly run triggered by hand through the REST
-API while it runs, and a look at the result in a real browser (Debian's chromium driven by Playwright;
-screenshots in tests/e2e/screenshots/).
+API while it runs, a look at the result in a real browser (Debian's chromium driven by Playwright;
+screenshots in tests/e2e/screenshots/), and then a two-day backfill made with `make backfill`'s command. The
+dbt docs it publishes answer only with the UI's login.
 
 Both runs' snapshot tasks compete for the one-slot pool ``dbt_snapshots``; inside each run the two snapshots
 are independent of each other, so without the pool they would run at the same time.
@@ -9,11 +10,15 @@ are independent of each other, so without the pool they would run at the same ti
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ import pytest
 
 from include.local_platform.pgcluster import LOCATION_FILE
 from include.local_platform.warehouse import read_env_file
+from tests.conftest import REPO_ROOT
 
 # Starting the platform and one full daily run take several minutes on a small machine.
 pytestmark = pytest.mark.timeout(45 * 60)
@@ -63,6 +69,21 @@ class AirflowApi:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=500")["task_instances"]
+
+
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the redirect itself is the answer under test
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    """A plain GET, with no cookie and no token unless ``headers`` has one: (status, headers, body)."""
+    opener = urllib.request.build_opener(_KeepRedirects)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
 
 
 def _summary(api: AirflowApi, runs: dict[str, dict]) -> dict[str, dict[str, str]]:
@@ -167,6 +188,31 @@ def test_the_scheduled_daily_run_builds_the_marts_and_publishes_docs_and_assets(
     assert any(uri.endswith("/analytics_product/product_funnel") for uri in uris), uris
 
 
+def test_the_dbt_docs_answer_only_with_the_login_the_rest_of_airflow_needs(
+    api: AirflowApi, runs: dict, local_platform: dict[str, str]
+) -> None:
+    base = local_platform["url"]
+    docs = f"{base}/greenery-docs"
+    assert _get(f"{base}/api/v2/dags")[0] == 401  # Airflow's own API, for comparison
+
+    for name in ("manifest.json", "catalog.json"):
+        status, _, body = _get(f"{docs}/{name}")
+        assert (status, json.loads(body)) == (401, {"detail": "Not authenticated"}), (name, status, body[:300])
+    # A browser without the login is sent to it, and comes back to the docs afterwards.
+    status, headers, body = _get(f"{docs}/index.html")
+    assert status == 307, (status, body[:300])
+    assert headers["Location"].startswith("/auth/login?next="), headers["Location"]
+    assert b"dbt" not in body
+
+    # Cosmos' own docs plugin, which serves them to anyone, is off.
+    assert _get(f"{base}/cosmos/greenery/manifest.json")[0] == 404
+
+    # The token of a logged-in user opens them, as it opens the API.
+    status, _, body = _get(f"{docs}/manifest.json", {"Authorization": f"Bearer {api.token}"})
+    assert status == 200
+    assert json.loads(body)["metadata"]["project_name"] == "greenery"
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed: `apt-get install chromium`")
 def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_dbt_docs(
     runs: dict, local_platform: dict[str, str]
@@ -191,8 +237,9 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
             page.wait_for_url(base + "/")
 
             page.goto(base + "/dags")
-            expect(page.get_by_text(DAILY, exact=True).first).to_be_visible()
-            expect(page.get_by_text(HOURLY, exact=True).first).to_be_visible()
+            # Each DAG's card links to it by name.
+            expect(page.get_by_role("link", name=DAILY, exact=True)).to_be_visible()
+            expect(page.get_by_role("link", name=HOURLY, exact=True)).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "1-dag-list.png")
 
             page.goto(f"{base}/dags/{DAILY}")
@@ -216,6 +263,7 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
                 page.get_by_role("menuitem", name="dbt Docs (greenery)").click()
             docs = opened.value
             docs.wait_for_load_state()
+            assert "/greenery-docs/index.html" in docs.url, docs.url
             docs.goto(docs.url.split("#")[0] + "#!/model/model.greenery.fct_orders")  # a model's docs page
             expect(docs.locator("h1").filter(has_text="fct_orders").first).to_be_visible()
             docs.screenshot(path=SCREENSHOTS / "4-dbt-docs.png")
@@ -224,6 +272,88 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
             raise
         finally:
             browser.close()
+
+
+def _make_backfill(local_platform: dict[str, str], first: dt.date, last: dt.date) -> subprocess.CompletedProcess:
+    """What `make backfill FROM=... TO=...` runs: the module, in the environment of the platform's airflow.env."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env.update(read_env_file(Path(local_platform["local_dir"]) / "airflow.env"))
+    return subprocess.run(
+        [sys.executable, "-m", "include.dbt_tasks.backfill", "--from", first.isoformat(), "--to", last.isoformat()],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_backfill_reprocesses_exactly_the_named_days_one_run_at_a_time(
+    api: AirflowApi, runs: dict, local_platform: dict[str, str]
+) -> None:
+    # Two days well inside the 30 days of demo data; their runs are due whatever the time of day.
+    today = dt.datetime.now(dt.UTC).date()
+    days = [today - dt.timedelta(days=3), today - dt.timedelta(days=2)]
+
+    created = _make_backfill(local_platform, days[0], days[-1])
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert f"reprocessing {days[0]} to {days[-1]} (2 days, UTC, one run at a time" in created.stdout
+
+    # A second backfill while this one has unfinished runs: one message, nothing created.
+    again = _make_backfill(local_platform, days[0], days[-1])
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert again.stderr.startswith("Backfill refused: greenery_daily has runs that have not finished: backfill__")
+
+    deadline = time.monotonic() + 25 * 60
+    while True:
+        backfill_runs = api.get(f"/api/v2/dags/{DAILY}/dagRuns?run_type=backfill")["dag_runs"]
+        if len(backfill_runs) == len(days) and all(run["state"] in ("success", "failed") for run in backfill_runs):
+            break
+        assert time.monotonic() < deadline, f"the backfill has not finished after 25 minutes: {backfill_runs}"
+        time.sleep(10)
+    backfill_runs.sort(key=lambda run: run["logical_date"])
+    by_id = {run["dag_run_id"]: run for run in backfill_runs}
+    not_done = {
+        run_id: [ti["task_id"] for ti in api.task_instances(DAILY, run_id) if ti["state"] != "success"]
+        for run_id, run in by_id.items()
+        if run["state"] != "success"
+    }
+    assert not_done == {}, f"backfill runs that did not succeed, with their unsuccessful tasks: {not_done}"
+
+    # Exactly the named days: the window validate_params handed every dbt command of each run.
+    windows = []
+    for run in backfill_runs:
+        run_id = urllib.parse.quote(run["dag_run_id"], safe="")
+        entry = api.get(f"/api/v2/dags/{DAILY}/dagRuns/{run_id}/taskInstances/validate_params/xcomEntries/return_value")
+        value = json.loads(entry["value"]) if isinstance(entry["value"], str) else entry["value"]
+        windows.append((value["start_date"], value["end_date"]))
+    assert windows == [(f"{day}T00:00:00+00:00", f"{day + dt.timedelta(days=1)}T00:00:00+00:00") for day in days]
+
+    # One at a time, oldest first: each run started after the one before it had ended.
+    spans = [
+        (dt.datetime.fromisoformat(run["start_date"]), dt.datetime.fromisoformat(run["end_date"]))
+        for run in backfill_runs
+    ]
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+
+    # dbt ran in both, and the warehouse's run history recorded it.
+    libpq = read_env_file(Path(local_platform["local_dir"]) / "warehouse.env")
+    conn = psycopg2.connect(
+        host=libpq["PGHOST"],
+        port=libpq["PGPORT"],
+        user=libpq["PGUSER"],
+        password=libpq["PGPASSWORD"],
+        dbname=libpq["PGDATABASE"],
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select distinct run_id from dbt_meta.invocations where dag_id = %s and run_id = any(%s)",
+                (DAILY, list(by_id)),
+            )
+            assert {row[0] for row in cur.fetchall()} == set(by_id)
+    finally:
+        conn.close()
 
 
 def test_the_alert_delivery_dag_runs_in_the_triggerer_and_never_takes_a_worker(api: AirflowApi, runs: dict) -> None:
