@@ -7,6 +7,7 @@ metadata-database URL when it is first imported. Tests never touch the developer
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import secrets
@@ -133,6 +134,20 @@ def airflow_db(pg_cluster: PgCluster) -> str:
     )
     assert result.returncode == 0, f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def warehouse_connection_json(env: dict[str, str]) -> str:
+    """A test database's libpq variables as the Airflow connection ``greenery_warehouse`` (AIRFLOW_CONN_...)."""
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": env["PGHOST"],
+            "port": int(env["PGPORT"]),
+            "login": env["PGUSER"],
+            "password": env["PGPASSWORD"],
+            "schema": env["PGDATABASE"],
+        }
+    )
 
 
 def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:

@@ -140,7 +140,7 @@ def create_statement(table: Table, schema: str) -> sql.Composed:
 
 def upsert_statement(table: Table, values: str = "%s") -> sql.Composed:
     """``insert ... on conflict (key) do update`` of every column of ``table``: a repeated upload of the same
-    invocation replaces its rows instead of adding more. ``values`` is the VALUES placeholder (``%s`` for
+    invocation replaces its rows instead of adding more. ``values`` is what stands after VALUES (``%s`` for
     ``execute_values``)."""
     return sql.SQL(
         "insert into {schema}.{table} ({columns}) values {values} on conflict ({keys}) do update set {updates}, "

@@ -21,6 +21,8 @@ import psycopg2
 import pytest
 from slack_stub import Reply, SlackWebhookStub
 
+from tests.conftest import warehouse_connection_json
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_DAGS = Path(__file__).resolve().parent / "dags"
 BASE_URL = "http://airflow.test:8080"
@@ -41,19 +43,6 @@ def warehouse(shop_database) -> dict[str, str]:
     return env
 
 
-def _connection_json(env: dict[str, str]) -> str:
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": env["PGHOST"],
-            "port": int(env["PGPORT"]),
-            "login": env["PGUSER"],
-            "password": env["PGPASSWORD"],
-            "schema": env["PGDATABASE"],
-        }
-    )
-
-
 def run_fixture_dag(warehouse: dict[str, str], plan: list[dict], state_dir: Path) -> list[FixtureRun]:
     """Run the fixture DAG once per plan step, in one subprocess; returns each run's id, state and task states."""
     bundles = [
@@ -67,7 +56,7 @@ def run_fixture_dag(warehouse: dict[str, str], plan: list[dict], state_dir: Path
     env.update(
         AIRFLOW__CORE__DAGS_FOLDER=str(FIXTURE_DAGS),
         AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(bundles),
-        AIRFLOW_CONN_GREENERY_WAREHOUSE=_connection_json(warehouse),
+        AIRFLOW_CONN_GREENERY_WAREHOUSE=warehouse_connection_json(warehouse),
         GREENERY_AIRFLOW_BASE_URL=BASE_URL,
         GREENERY_SLACK_BACKOFF_SECONDS="0.05",
         ALERTS_FIXTURE_STATE_DIR=str(state_dir),

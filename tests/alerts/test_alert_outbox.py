@@ -16,6 +16,7 @@ from slack_stub import Reply, SlackWebhookStub
 
 from include.alerts import outbox
 from include.alerts.delivery import AlertDeliveryTrigger
+from tests.conftest import warehouse_connection_json
 
 TEXT = ":red_circle: *Failed:* `greenery_daily` › `models.stg_greenery__orders`"
 
@@ -24,48 +25,32 @@ TEXT = ":red_circle: *Failed:* `greenery_daily` › `models.stg_greenery__orders
 def warehouse(fresh_database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """An empty warehouse database as the ``greenery_warehouse`` connection."""
     _, env = fresh_database("outbox")
-    connection = {
-        "conn_type": "postgres",
-        "host": env["PGHOST"],
-        "port": int(env["PGPORT"]),
-        "login": env["PGUSER"],
-        "password": env["PGPASSWORD"],
-        "schema": env["PGDATABASE"],
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_GREENERY_WAREHOUSE", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_GREENERY_WAREHOUSE", warehouse_connection_json(env))
     return env
 
 
+def _sql(env: dict[str, str], query: str) -> list[tuple]:
+    connection = psycopg2.connect(
+        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
+    )
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
 def _rows(env: dict[str, str]) -> list[tuple]:
-    with (
-        psycopg2.connect(
-            host=env["PGHOST"],
-            port=env["PGPORT"],
-            user=env["PGUSER"],
-            password=env["PGPASSWORD"],
-            dbname=env["PGDATABASE"],
-        ) as connection,
-        connection.cursor() as cursor,
-    ):
-        cursor.execute(
-            "select alert_id, state, attempts, next_attempt_at > now() + interval '60 seconds' "
-            "from dbt_meta.alert_outbox order by created_at"
-        )
-        return cursor.fetchall()
+    return _sql(
+        env,
+        "select alert_id, state, attempts, next_attempt_at > now() + interval '60 seconds' "
+        "from dbt_meta.alert_outbox order by created_at",
+    )
 
 
 def _time_passes(env: dict[str, str]) -> None:
-    with (
-        psycopg2.connect(
-            host=env["PGHOST"],
-            port=env["PGPORT"],
-            user=env["PGUSER"],
-            password=env["PGPASSWORD"],
-            dbname=env["PGDATABASE"],
-        ) as connection,
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("update dbt_meta.alert_outbox set next_attempt_at = now() where state <> 'sent'")
+    _sql(env, "update dbt_meta.alert_outbox set next_attempt_at = now() where state <> 'sent'")
 
 
 def test_the_in_task_try_fits_in_what_airflow_gives_a_task_process_after_it_ends() -> None:
