@@ -98,6 +98,18 @@ def _summary(api: AirflowApi, runs: dict[str, dict]) -> dict[str, dict[str, str]
     }
 
 
+def _warehouse(local_platform: dict[str, str]) -> Any:
+    """A connection to the platform's warehouse database, as `make warehouse` writes it to warehouse.env."""
+    libpq = read_env_file(Path(local_platform["local_dir"]) / "warehouse.env")
+    return psycopg2.connect(
+        host=libpq["PGHOST"],
+        port=libpq["PGPORT"],
+        user=libpq["PGUSER"],
+        password=libpq["PGPASSWORD"],
+        dbname=libpq["PGDATABASE"],
+    )
+
+
 @pytest.fixture(scope="module")
 def api(local_platform: dict[str, str]) -> AirflowApi:
     return AirflowApi(local_platform["url"])
@@ -155,14 +167,7 @@ def test_the_scheduled_daily_run_builds_the_marts_and_publishes_docs_and_assets(
     assert {run["state"] for run in runs.values()} == {"success"}, _summary(api, runs)
 
     local_dir = Path(local_platform["local_dir"])
-    libpq = read_env_file(local_dir / "warehouse.env")
-    conn = psycopg2.connect(
-        host=libpq["PGHOST"],
-        port=libpq["PGPORT"],
-        user=libpq["PGUSER"],
-        password=libpq["PGPASSWORD"],
-        dbname=libpq["PGDATABASE"],
-    )
+    conn = _warehouse(local_platform)
     try:
         with conn.cursor() as cur:
             for mart in MARTS:
@@ -339,14 +344,7 @@ def test_a_backfill_reprocesses_exactly_the_named_days_one_run_at_a_time(
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
 
     # dbt ran in both, and the warehouse's run history recorded it.
-    libpq = read_env_file(Path(local_platform["local_dir"]) / "warehouse.env")
-    conn = psycopg2.connect(
-        host=libpq["PGHOST"],
-        port=libpq["PGPORT"],
-        user=libpq["PGUSER"],
-        password=libpq["PGPASSWORD"],
-        dbname=libpq["PGDATABASE"],
-    )
+    conn = _warehouse(local_platform)
     try:
         with conn.cursor() as cur:
             cur.execute(
