@@ -19,7 +19,7 @@ ARGS ?=
 FROM ?=
 TO ?=
 
-.PHONY: help up down clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser
+.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,10 @@ backfill: ## Reprocess the UTC days FROM=YYYY-MM-DD to TO=YYYY-MM-DD (both inclu
 down: ## Stop Airflow and the warehouse (idempotent)
 	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.local_airflow down && $(PY) -m include.local_platform.warehouse stop; \
 	else echo "Nothing to stop."; fi
+
+status: ## Is the warehouse running, and each Airflow component (RUNNING, BACKOFF, FATAL, with its pid)?
+	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.warehouse status; $(PY) -m include.local_platform.local_airflow status; \
+	else echo "Nothing is set up: run make up."; fi
 
 clean: down ## Stop everything and delete the local state (.local/, and the warehouse's files wherever they are)
 	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.warehouse destroy; fi

@@ -130,8 +130,8 @@ def run_bare_dbt(stack: Stack, workload: Workload) -> dict[str, Any]:
 
 # -- Airflow side ----------------------------------------------------------------------------------------------
 def platform_processes(stack: Stack) -> list[psutil.Process]:
-    """Every process of the benchmark's Airflow (components, executor workers, task processes): each component
-    leads its own session, whose id is in its pid file."""
+    """Every process of the benchmark's Airflow (components, executor workers, task processes): they are all in
+    the session of the platform's supervisord, whose id is in its pid file."""
     sessions = set()
     for pid_file in stack.airflow_home.glob("*.pid"):
         try:

@@ -171,7 +171,7 @@ def profile_task_run(stack: Stack, trigger: Any, out: Path) -> dict[str, Any]:
     """py-spy over the scheduler and every process it forks while ``trigger()`` runs one DAG run to its end. The
     phases are of the task processes (``airflow worker -- <task id>``) only, in CPU time (a task waiting on
     PostgreSQL is not sampled): on a machine with fewer cores than parallel tasks, CPU is what they queue for."""
-    scheduler_pid = int((stack.airflow_home / "scheduler.pid").read_text())
+    scheduler_pid = stack.component_pid("scheduler")
     raw = out / "profile-task-run.txt"
     argv = [*_py_spy(100, raw, "--subprocesses"), "--pid", str(scheduler_pid)]
     spy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

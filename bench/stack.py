@@ -126,6 +126,16 @@ class Stack:
         self._module("include.local_platform.local_airflow", "down", env=self.env, timeout=120)
         self.airflow_mode = None
 
+    def component_pid(self, component: str) -> int:
+        """The pid of a running Airflow component (``scheduler``, ...), from the platform's supervisord."""
+        result = self._module("include.local_platform.local_airflow", "status", "--json", env=self.env, timeout=60)
+        lines = result.stdout.strip().splitlines()
+        components = json.loads(lines[-1]) if lines else {}
+        pid = components.get(component, {}).get("pid")
+        if not pid:
+            raise BenchError(f"the {component} is not running: {components}")
+        return int(pid)
+
     @property
     def airflow_home(self) -> Path:
         return self.local_dir / "airflow"
@@ -148,7 +158,7 @@ class Stack:
         )
 
     def stop(self) -> None:
-        if self.airflow_mode is not None or (self.airflow_home / "scheduler.pid").exists():
+        if self.airflow_mode is not None or (self.airflow_home / "supervisord.pid").exists():
             self.airflow_down()
         self._module("include.local_platform.warehouse", "stop", env=self.env, timeout=120)
 

@@ -12,8 +12,9 @@ D+1 06:00): for days A to B choose A+1 06:00 to B+1 06:00, and keep Max Active R
 before the models that read it) → `docs_generate` (Browse > dbt Docs (greenery)).
 
 **When it fails**: the failed task names the dbt node; its log shows dbt's error. A failed *test* means bad
-data: fix the data or the model, then clear the test task (tests are never retried automatically). A failed
-*model* has already been retried twice: check the warehouse, then clear the task. A failed
+data: fix the data or the model, then clear the test task (a test is retried only when its connection to the
+warehouse dropped, never when the data failed it). A failed *model* has already been retried twice: check the
+warehouse, then clear the task. A failed
 `source_freshness` means a raw table stopped receiving rows; the build still ran
 (`GREENERY_FRESHNESS_BLOCKS=1` makes it stop instead).
 """

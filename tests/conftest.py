@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -164,10 +165,11 @@ def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 60
 
 
 @pytest.fixture(scope="session")
-def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
+def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
     """What ``make up`` runs — warehouse, demo data, Airflow with the DAGs — in a private ``.local`` on free ports.
 
-    Yields ``{"url": ..., "local_dir": ...}``. Stopped with ``make down``'s code at the end of the session.
+    Yields ``{"url": ..., "local_dir": ..., "up_output": ..., "env": ...}`` (``env``: the settings that point the
+    platform's modules at it). Stopped with ``make down``'s code at the end of the session.
     """
     from include.local_platform.pgcluster import free_port
     from include.local_platform.warehouse import read_env_file
@@ -196,7 +198,7 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, str]]:
         up = run_module("include.local_platform.local_airflow", "up", env=env)
         assert up.returncode == 0, up.stdout + up.stderr
         url = re.search(r"http://127\.0\.0\.1:\d+", up.stdout).group(0)
-        yield {"url": url, "local_dir": str(local_dir), "up_output": up.stdout}
+        yield {"url": url, "local_dir": str(local_dir), "up_output": up.stdout, "env": env}
     finally:
         run_module("include.local_platform.local_airflow", "down", env=env)
         run_module("include.local_platform.warehouse", "destroy", env=env)

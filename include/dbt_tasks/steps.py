@@ -33,6 +33,7 @@ from include.dbt_tasks.cosmos_config import (
     render_config,
 )
 from include.dbt_tasks.docs import publish_docs
+from include.dbt_tasks.retries import CALLBACK as FAIL_UNLESS_CONNECTION_DROPPED
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ def freshness_blocks() -> bool:
 
 def default_args(alert_on_failure: bool = True) -> dict[str, Any]:
     """Owner, retries and the failure alert of every task: a dbt model that failed on a dropped connection or a
-    lock usually succeeds a few minutes later, so model tasks retry twice with a growing pause (tests never
-    retry). Airflow calls ``on_failure_callback`` only when the last try failed."""
+    lock usually succeeds a few minutes later, so dbt tasks retry twice with a growing pause (a test or a
+    freshness check only when its connection dropped: ``include.dbt_tasks.retries``). Airflow calls
+    ``on_failure_callback`` only when the last try failed."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 2,
@@ -90,6 +92,12 @@ def _group_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]
     return {"callback": RECORD_DBT_RESULTS, **(operator_args or {})}
 
 
+def _callbacks(callback: Any) -> list[Any]:
+    if not callback:
+        return []
+    return list(callback) if isinstance(callback, list | tuple) else [callback]
+
+
 def _dbt_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "project_dir": str(settings.DBT_PROJECT_DIR),
@@ -102,23 +110,29 @@ def _dbt_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
 
 def source_freshness(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:
     """``dbt source freshness`` for every greenery source table, as one task."""
+    args = _dbt_operator_args(operator_args)
+    # Waiting a few minutes does not make a late source fresh (the alert is what matters): retried only when
+    # the connection dropped.
+    args["callback"] = [*_callbacks(args["callback"]), FAIL_UNLESS_CONNECTION_DROPPED]
     return DbtSourceLocalOperator(
         task_id="source_freshness",
         select=f"source:{SOURCE_NAME}",
         emit_datasets=False,
         cache_dir=_cache_dir(f"{dag_id}__source_freshness"),
-        # Waiting a few minutes does not make a late source fresh; the alert is what matters.
-        retries=0,
         doc_md="`dbt source freshness`: how old the newest row of each raw table is. A warning or error "
         "alerts; with GREENERY_FRESHNESS_BLOCKS=1 an error also stops the build.",
-        **_dbt_operator_args(operator_args),
+        **args,
     )
 
 
-def _no_retries_on_tests(group: TaskGroup) -> None:
-    """A failing data test does not heal by retrying: fail at once so the alert goes out immediately."""
+def _tests_retry_only_on_dropped_connections(group: TaskGroup) -> None:
+    """A failing data test does not heal by retrying: it fails at once so the alert goes out immediately. A test
+    whose connection dropped retries like a model. (WATCHER's test sensors only read the producer's result.)"""
     for task in group.iter_tasks():
-        if type(task).__name__.startswith("DbtTest"):
+        kind = type(task).__name__
+        if kind == "DbtTestLocalOperator":
+            task.callback = [*_callbacks(task.callback), FAIL_UNLESS_CONNECTION_DROPPED]
+        elif kind.startswith("DbtTest"):
             task.retries = 0
 
 
@@ -156,7 +170,6 @@ def _source_tests(
         task_group=task_group,
         select=f"source:{node.resource_name}",
         extra_context={"dbt_node_config": node.context_dict},
-        retries=0,
         **{**task_args, "emit_datasets": False},
     )
 
@@ -176,7 +189,7 @@ def snapshot_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
         ),
         operator_args={**_group_operator_args(operator_args), "pool": SNAPSHOT_POOL},
     )
-    _no_retries_on_tests(group)
+    _tests_retry_only_on_dropped_connections(group)
     return group
 
 
@@ -198,7 +211,7 @@ def model_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
         ),
         operator_args=_group_operator_args(operator_args),
     )
-    _no_retries_on_tests(group)
+    _tests_retry_only_on_dropped_connections(group)
     _assets_only_from_marts(group)
     return group
 

@@ -3,8 +3,15 @@ LocalExecutor on the warehouse cluster's ``airflow`` database, ``AIRFLOW_HOME`` 
 
     python -m include.local_platform.local_airflow up     # idempotent; returns once the UI answers, DAGs parsed
     python -m include.local_platform.local_airflow down   # idempotent; leaves no process of ours running
+    python -m include.local_platform.local_airflow status # each component's state and pid [--json]
 
 The warehouse must be running (``python -m include.local_platform.warehouse start``).
+
+The four components run under supervisord (the ``supervisor`` package): one that exits — the scheduler does
+when its metadata database restarts — is started again, with a pause that grows by a second at each failed
+start (``STARTRETRIES`` of them, a few minutes in all), and ``.local/airflow/logs/supervisord.log`` gets a line
+each time. A kept supervisor rather than a loop of our own: it already handles back-off, process groups, log
+files and a clean shutdown, and ``supervisorctl -c .local/airflow/supervisord.conf status`` shows the state.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import pwd
 import secrets
 import shlex
 import signal
@@ -21,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from pathlib import Path
 
 from include import settings
@@ -33,6 +42,15 @@ ENV_FILE = settings.LOCAL_DIR / "airflow.env"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # Every process we start carries this variable, so `down` can find and stop all of them, task processes included.
 MARKER = "GREENERY_LOCAL_AIRFLOW"
+SUPERVISOR_CONF = AIRFLOW_HOME / "supervisord.conf"
+SUPERVISOR_PID = AIRFLOW_HOME / "supervisord.pid"
+# A component counts as started once it has run this long; one that exits sooner is started again after 1, 2,
+# 3, ... seconds, STARTRETRIES times (about 5 minutes of waiting), then given up until the next `make up`.
+STARTSECS = 10
+STARTRETRIES = 24
+# Stopping: SIGTERM to the component's process group, SIGKILL after this many seconds.
+STOPWAITSECS = 30
+_ALIVE_STATES = {"STARTING", "RUNNING", "BACKOFF"}
 
 
 class PlatformError(RuntimeError):
@@ -152,10 +170,6 @@ def airflow_env(port: int) -> dict[str, str]:
     return env
 
 
-def _pid_file(component: str) -> Path:
-    return AIRFLOW_HOME / f"{component}.pid"
-
-
 def _session_of(pid: int) -> int | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -165,25 +179,54 @@ def _session_of(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[3])  # state, ppid, pgrp, session
 
 
-def _recorded_pids() -> set[int]:
-    pids = set()
-    for component in COMPONENTS:
-        try:
-            pids.add(int(_pid_file(component).read_text()))
-        except (OSError, ValueError):
-            continue
-    return pids
+def _supervisord_pid() -> int | None:
+    """The pid of our supervisord, if it runs (it leads a session of its own)."""
+    try:
+        pid = int(SUPERVISOR_PID.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _session_of(pid) == pid else None
 
 
-def _our_processes() -> list[int]:
-    """Pids of every live process started by this platform.
+def _socket_path() -> Path:
+    """supervisord's control socket, private to us; in the temporary directory when the clone's path is too long
+    for a Unix socket (108 bytes)."""
+    path = AIRFLOW_HOME / "supervisor.sock"
+    if len(str(path).encode()) < 100:
+        return path
+    import hashlib
+    import tempfile
 
-    Each component starts in a session of its own, so its children share the session id; processes that start a
-    new session of their own still carry the marker variable. (The api-server rewrites its process title, which
-    hides its environment, hence both checks.)
+    return Path(tempfile.gettempdir()) / f"greenery-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}.sock"
+
+
+def _supervisor() -> xmlrpc.client.ServerProxy:
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(serverurl=f"unix://{_socket_path()}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def _component_states() -> dict[str, str]:
+    """Each component's supervisor state (RUNNING, BACKOFF, FATAL, ...); empty when supervisord is not running."""
+    return {name: str(info["state"]) for name, info in status().items()}
+
+
+def _component_running(component: str) -> bool:
+    return _component_states().get(component) in _ALIVE_STATES
+
+
+def _our_processes(sessions: set[int] | None = None) -> list[int]:
+    """Pids of every live process started by this platform (``sessions``: the session ids of our supervisord,
+    by default the one that runs now).
+
+    supervisord leads a session of its own, so the components and their children share its session id;
+    processes that start a new session of their own still carry the marker variable. (The api-server rewrites
+    its process title, which hides its environment, hence both checks.)
     """
     needle = f"{MARKER}={AIRFLOW_HOME}".encode()
-    sessions = {pid for pid in _recorded_pids() if _session_of(pid) == pid}
+    if sessions is None:
+        sessions = {pid for pid in [_supervisord_pid()] if pid is not None}
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -202,14 +245,6 @@ def _our_processes() -> list[int]:
         if needle in environ.split(b"\0"):
             pids.append(pid)
     return pids
-
-
-def _component_running(component: str) -> bool:
-    try:
-        pid = int(_pid_file(component).read_text())
-    except (OSError, ValueError):
-        return False
-    return _session_of(pid) == pid
 
 
 def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -302,15 +337,17 @@ def up(timeout: float = 300) -> int:
             raise PlatformError(f"`airflow db migrate` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
         for name, slots, description in _pools():
             _airflow(env, "pools", "set", name, str(slots), description)
+    _start_supervisord(env)
     # The api-server first: task processes report to its execution API, so a scheduler that started together with
     # it could queue the first tasks before it listens, and they would fail at once.
-    _start_component("api-server", env)
+    _start_component("api-server")
     _wait_for_ui(port, timeout)
     for component in COMPONENTS[1:]:
-        _start_component(component, env)
+        _start_component(component)
     dag_ids, import_errors = _wait_for_dags(timeout)
     _write_env_file(env)
     print(f"Airflow is up: http://127.0.0.1:{port}  (log in as admin / {env_password_hint()})")
+    print(f"Supervised: a component that exits is started again ({AIRFLOW_HOME / 'logs' / 'supervisord.log'}).")
     print(f"DAGs: {', '.join(dag_ids) if dag_ids else '(none yet)'}")
     if import_errors:
         print(f"DAG files that failed to import: {', '.join(import_errors)} — see the UI's import errors.")
@@ -318,20 +355,92 @@ def up(timeout: float = 300) -> int:
     return 0
 
 
-def _start_component(component: str, env: dict[str, str]) -> None:
-    if _component_running(component):
+def _supervisor_conf() -> str:
+    """supervisord's configuration: the four components, none started by supervisord itself (``up`` starts the
+    api-server first and the others once it answers), each restarted whenever it exits."""
+
+    def value(text: object) -> str:
+        return str(text).replace("%", "%%")  # supervisord expands %(name)s in values
+
+    logs = AIRFLOW_HOME / "logs"
+    sections = [
+        "[unix_http_server]",
+        f"file={value(_socket_path())}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={value(logs / 'supervisord.log')}",
+        "logfile_maxbytes=10MB",
+        "logfile_backups=2",
+        f"pidfile={value(SUPERVISOR_PID)}",
+        f"childlogdir={value(logs)}",
+        "nodaemon=true",
+        "silent=true",
+        # Components run as whoever runs `make up` (saying so keeps supervisord from warning when that is root).
+        f"user={value(pwd.getpwuid(os.geteuid()).pw_name)}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{value(_socket_path())}",
+    ]
+    for component in COMPONENTS:
+        sections += [
+            "",
+            f"[program:{component}]",
+            f"command={value(shlex.join([sys.executable, '-m', 'airflow', component]))}",
+            f"directory={value(settings.REPO_ROOT)}",
+            "autostart=false",
+            "autorestart=true",
+            f"startsecs={STARTSECS}",
+            f"startretries={STARTRETRIES}",
+            "stopsignal=TERM",
+            f"stopwaitsecs={STOPWAITSECS}",
+            # The component and every process it started (task processes, gunicorn workers) stop together.
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={value(logs / f'{component}.log')}",
+            "stdout_logfile_maxbytes=50MB",
+            "stdout_logfile_backups=2",
+        ]
+    return "\n".join(sections) + "\n"
+
+
+def _start_supervisord(env: dict[str, str], timeout: float = 30) -> None:
+    """Start supervisord with the platform's environment (every component inherits it), unless it runs."""
+    if _supervisord_pid() is not None:
         return
-    with open(AIRFLOW_HOME / "logs" / f"{component}.log", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "airflow", component],
+    SUPERVISOR_CONF.write_text(_supervisor_conf())
+    SUPERVISOR_CONF.chmod(0o600)
+    _socket_path().unlink(missing_ok=True)
+    with open(AIRFLOW_HOME / "logs" / "supervisord.out", "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "--configuration", str(SUPERVISOR_CONF)],
             env=env,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=settings.REPO_ROOT,
         )
-    _pid_file(component).write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while not _component_states():
+        if time.monotonic() > deadline:
+            raise PlatformError(f"supervisord did not start; see {AIRFLOW_HOME / 'logs' / 'supervisord.out'}.")
+        time.sleep(0.3)
+
+
+def _start_component(component: str) -> None:
+    """Start a component (again, after it was given up): supervisord then keeps it running."""
+    if _component_running(component):
+        return
+    try:
+        _supervisor().supervisor.startProcess(component, False)
+    except xmlrpc.client.Fault as fault:
+        if "ALREADY_STARTED" not in fault.faultString:
+            raise PlatformError(f"supervisord could not start the {component}: {fault.faultString}") from None
 
 
 def env_password_hint() -> str:
@@ -357,33 +466,63 @@ def _write_env_file(env: dict[str, str]) -> None:
 
 
 def down(timeout: float = 30) -> None:
-    pids = _our_processes()
-    for component in COMPONENTS:
-        _pid_file(component).unlink(missing_ok=True)
-    if not pids:
+    supervised = bool(_component_states())
+    # Kept for after supervisord has gone: whatever outlived it is still in its session.
+    sessions = {pid for pid in [_supervisord_pid()] if pid is not None}
+    if supervised:
+        # supervisord stops every component (SIGTERM to its process group, SIGKILL after STOPWAITSECS), then itself.
+        with contextlib.suppress(OSError, xmlrpc.client.Error):
+            _supervisor().supervisor.shutdown()
+        deadline = time.monotonic() + STOPWAITSECS + timeout
+        while _supervisord_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+    pids = _our_processes(sessions)
+    if not pids and not supervised:
         print("Airflow: nothing to stop.")
         return
-    for pid in pids:
+    for pid in pids:  # task processes that started a session of their own, or whatever outlived supervisord
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _our_processes() and time.monotonic() < deadline:
+    while _our_processes(sessions) and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid in _our_processes():  # whatever ignored SIGTERM
+    for pid in _our_processes(sessions):  # whatever ignored SIGTERM
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     print("Airflow stopped.")
+
+
+def status() -> dict[str, dict[str, object]]:
+    """Each component's supervisor state and pid (0 when it is not running); empty when Airflow is not up."""
+    if _supervisord_pid() is None:
+        return {}
+    try:
+        infos = _supervisor().supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error):
+        return {}
+    return {info["name"]: {"state": info["statename"], "pid": info["pid"]} for info in infos}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.local_platform.local_airflow", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--json", action="store_true", help="status: as JSON")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             return up()
+        if args.command == "status":
+            components = status()
+            if args.json:
+                print(json.dumps(components))
+            elif not components:
+                print("Airflow is not running: start it with `make up`.")
+            else:
+                for name, info in components.items():
+                    print(f"{name:14} {info['state']:9} pid {info['pid']}")
+            return 0 if components and all(info["state"] == "RUNNING" for info in components.values()) else 1
         down()
         return 0
     except (PlatformError, ClusterError) as error:

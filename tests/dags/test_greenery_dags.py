@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from include import settings
+from include.dbt_tasks.retries import CALLBACK as FAIL_UNLESS_CONNECTION_DROPPED
+from include.dbt_tasks.steps import RECORD_DBT_RESULTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO_ROOT / "dags"
@@ -144,15 +146,20 @@ def test_source_tests_run_before_the_staging_models_that_read_the_source(daily, 
         assert readers, f"nothing reads source {table} after its tests"
 
 
-def test_model_tasks_retry_with_back_off_and_tests_never_retry(daily, hourly) -> None:
+def test_dbt_tasks_retry_with_back_off_and_tests_only_when_their_connection_dropped(daily, hourly) -> None:
     model_runs = [t for t in daily.tasks if t.task_id.startswith("models.") and t.task_id.endswith(".run")]
     assert model_runs
     for task in model_runs:
         assert task.retries >= 2, task.task_id
         assert task.retry_exponential_backoff > 1, task.task_id
-    tests = [t for dag in (daily, hourly) for t in dag.tasks if _is_test(t)]
-    assert tests
-    assert {t.task_id: t.retries for t in tests if t.retries != 0} == {}
+    # Tests and the freshness check keep the retries, and a callback after dbt that fails them for good unless
+    # the connection dropped (tests/dags/test_retries.py), after the one that keeps the run history.
+    checks = [t for dag in (daily, hourly) for t in dag.tasks if _is_test(t)] + [daily.get_task("source_freshness")]
+    assert len(checks) > 1
+    for task in checks:
+        assert task.retries >= 2, task.task_id
+        callbacks = task.callback if isinstance(task.callback, list) else [task.callback]
+        assert callbacks[0] == RECORD_DBT_RESULTS and callbacks[-1] == FAIL_UNLESS_CONNECTION_DROPPED, task.task_id
     assert daily.get_task("validate_params").retries == 0
 
 
@@ -251,14 +258,16 @@ def _parse_in_subprocess(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_watcher_mode_renders_a_producer_and_keeps_tests_without_retries(dbt_manifest: Path) -> None:
+def test_watcher_mode_renders_a_producer_and_keeps_its_test_sensors_without_retries(dbt_manifest: Path) -> None:
     code = (
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(DAGS_DIR / 'greenery_daily.py')!r})\n"
         "assert not bag.import_errors, bag.import_errors\n"
         "dag = bag.dags['greenery_daily']\n"
         "print(sorted({type(t).__name__ for t in dag.tasks}))\n"
-        "print(sorted(t.task_id for t in dag.tasks if type(t).__name__.startswith('DbtTest') and t.retries))\n"
+        # The sources' test tasks run dbt themselves (LOCAL operators) and follow the connection rule.
+        "print(sorted(t.task_id for t in dag.tasks if type(t).__name__.startswith('DbtTest')"
+        " and type(t).__name__ != 'DbtTestLocalOperator' and t.retries))\n"
     )
     result = _parse_in_subprocess(code, GREENERY_COSMOS_EXECUTION_MODE="watcher")
     assert result.returncode == 0, result.stderr[-3000:]
