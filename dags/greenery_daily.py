@@ -3,9 +3,11 @@
 
 **When**: every day at 06:00 UTC (`GREENERY_DAILY_HOUR`); one run at a time. A run processes one whole UTC
 day, the day of its logical date: the 06:00 run processes yesterday. Trigger it by hand with the form to
-reprocess chosen days or to rebuild the incremental models (`full_refresh`); backfill days A to B with
-`make backfill FROM=A TO=B`. The Backfill dialog's From and To are when runs are due (day D's run is due at
-D+1 06:00): for days A to B choose A+1 06:00 to B+1 06:00, and keep Max Active Runs at 1.
+reprocess chosen days, to rebuild the incremental models (`full_refresh`) or to build only some dbt nodes
+(`select` / `exclude` in dbt's selection syntax, e.g. `fct_orders+` or `tag:product`: the other node tasks end
+skipped; a selection that matches nothing fails `validate_params`, naming the closest nodes); backfill days A
+to B with `make backfill FROM=A TO=B`. The Backfill dialog's From and To are when runs are due (day D's run is
+due at D+1 06:00): for days A to B choose A+1 06:00 to B+1 06:00, and keep Max Active Runs at 1.
 
 **What runs**: `validate_params` (checks the trigger parameters, no dbt) → `source_freshness` →
 `snapshots` → `models` (each dbt model is a task, its data tests a task right after it; a source's tests run
@@ -14,9 +16,8 @@ before the models that read it) → `docs_generate` (Browse > dbt Docs (greenery
 **When it fails**: the failed task names the dbt node; its log shows dbt's error. A failed *test* means bad
 data: fix the data or the model, then clear the test task (a test is retried only when its connection to the
 warehouse dropped, never when the data failed it). A failed *model* has already been retried twice: check the
-warehouse, then clear the task. A failed
-`source_freshness` means a raw table stopped receiving rows; the build still ran
-(`GREENERY_FRESHNESS_BLOCKS=1` makes it stop instead).
+warehouse, then clear the task. A failed `source_freshness` means a raw table stopped receiving rows; the
+build still ran (`GREENERY_FRESHNESS_BLOCKS=1` makes it stop instead).
 """
 
 import datetime as dt
@@ -48,6 +49,7 @@ with DAG(
 ):
     validated = params.validate_params_task()
     freshness = steps.source_freshness(DAG_ID, DBT_ARGS)
-    snapshots = steps.snapshot_group(DBT_ARGS)
+    # The form's select/exclude: node tasks left out of the run's selection end skipped.
+    snapshots = steps.snapshot_group(DBT_ARGS, selectable=True)
     steps.freshness_then_snapshots(validated, freshness, snapshots)
-    snapshots >> steps.model_group(DBT_ARGS) >> steps.docs_generate(DAG_ID, DBT_ARGS)
+    snapshots >> steps.model_group(DBT_ARGS, selectable=True) >> steps.docs_generate(DAG_ID, DBT_ARGS)

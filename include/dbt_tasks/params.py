@@ -1,6 +1,7 @@
 """Trigger parameters of ``greenery_daily`` and the check that runs before any dbt command.
 
-The form in the Airflow UI ("Trigger DAG") shows ``full_refresh`` and a date window. Airflow itself rejects
+The form in the Airflow UI ("Trigger DAG") shows ``full_refresh``, a date window and a dbt node selection
+(``select`` / ``exclude``: ``include.dbt_tasks.selection``). Airflow itself rejects
 values of the wrong type when the run is created (a date that is not ``YYYY-MM-DD``, a non-boolean
 ``full_refresh``); the first task, ``validate_params``, checks what a JSON schema cannot (an unknown
 parameter, a start after the end, a window longer than ``GREENERY_MAX_WINDOW_DAYS``) and fails with one
@@ -15,6 +16,7 @@ form's run for that date, and running it twice changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import logging
@@ -55,6 +57,20 @@ PARAMS: dict[str, Param] = {
         title="End date",
         description="Last day to reprocess (UTC, included).",
     ),
+    "select": Param(
+        None,
+        type=["null", "string"],
+        title="Select",
+        description="Build only these dbt nodes, in dbt's selection syntax, several separated by spaces: "
+        "fct_orders+ (a model and everything downstream), tag:product, path:models/marts. Their tests run with "
+        "them; every other node's task ends skipped. Empty: the whole project.",
+    ),
+    "exclude": Param(
+        None,
+        type=["null", "string"],
+        title="Exclude",
+        description="Leave these dbt nodes out (same syntax as Select), e.g. fct_page_views+.",
+    ),
 }
 
 
@@ -69,20 +85,43 @@ class RunWindow:
     start: dt.datetime
     end: dt.datetime
     full_refresh: bool
+    # The unique ids of the dbt nodes to build (None: all of them), and the selection as the user gave it.
+    selected: tuple[str, ...] | None = None
+    selection_text: str | None = None
 
     def as_xcom(self) -> dict[str, Any]:
-        """The validated parameters as the dbt tasks read them: ISO timestamps and a boolean."""
+        """The validated parameters as the dbt tasks read them: ISO timestamps, a boolean, the selection."""
         return {
             "start_date": self.start.isoformat(),
             "end_date": self.end.isoformat(),
             "full_refresh": self.full_refresh,
+            "selected": None if self.selected is None else list(self.selected),
+            "selection_text": self.selection_text,
         }
 
     def describe(self) -> str:
         days = (self.end - self.start) / dt.timedelta(days=1)
         refresh = "full refresh of incremental models" if self.full_refresh else "incremental"
         plural = "" if days == 1 else "s"
-        return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({days:g} day{plural}), {refresh}"
+        nodes = "every node" if self.selected is None else f"{len(self.selected)} nodes ({self.selection_text})"
+        return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({days:g} day{plural}), {refresh}, {nodes}"
+
+
+def with_selection(window: RunWindow, params: Mapping[str, Any]) -> RunWindow:
+    """``window`` with the nodes that the ``select`` and ``exclude`` parameters pick (dbt resolves them)."""
+    from include.dbt_tasks.selection import InvalidSelection, criteria, resolve
+
+    try:
+        select, exclude = criteria("select", params.get("select")), criteria("exclude", params.get("exclude"))
+        selected = resolve(select, exclude)
+    except InvalidSelection as error:
+        raise InvalidParams(str(error)) from None
+    if selected is None:
+        return window
+    text = " ".join(
+        [*(["select " + " ".join(select)] if select else []), *(["exclude " + " ".join(exclude)] if exclude else [])]
+    )
+    return dataclasses.replace(window, selected=tuple(selected), selection_text=text)
 
 
 def _parse_date(name: str, value: Any) -> dt.date | None:
@@ -214,6 +253,7 @@ def validate_params_task() -> Any:
                 context.get("data_interval_end"),
                 run_after=getattr(dag_run, "run_after", None),
             )
+            window = with_selection(window, context["params"])
         except InvalidParams as error:
             raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
         except ConfigurationError as error:

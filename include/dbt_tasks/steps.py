@@ -34,6 +34,7 @@ from include.dbt_tasks.cosmos_config import (
 )
 from include.dbt_tasks.docs import publish_docs
 from include.dbt_tasks.retries import CALLBACK as FAIL_UNLESS_CONNECTION_DROPPED
+from include.dbt_tasks.selection import skip_unless_selected
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,18 @@ def _tests_retry_only_on_dropped_connections(group: TaskGroup) -> None:
             task.retries = 0
 
 
+def _selectable_args(operator_args: dict[str, Any], selectable: bool) -> dict[str, Any]:
+    return {**operator_args, "pre_execute": skip_unless_selected} if selectable else operator_args
+
+
+def _run_after_skipped_upstream(group: TaskGroup) -> None:
+    """A selected node runs even when the nodes before it were left out of the run's selection (skipped); a
+    failure upstream still stops it (``upstream_failed``). Rules set on purpose elsewhere are kept."""
+    for task in group.iter_tasks():
+        if task.trigger_rule == TriggerRule.ALL_SUCCESS:
+            task.trigger_rule = TriggerRule.NONE_FAILED
+
+
 def _assets_only_from_marts(group: TaskGroup) -> None:
     """Emit Airflow assets from the mart tasks only: the marts are what other DAGs and dashboards consume, and
     working out a task's assets costs Cosmos a parse of dbt artifacts per task (bench/RESULTS.md)."""
@@ -174,8 +187,9 @@ def _source_tests(
     )
 
 
-def snapshot_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
-    """Every dbt snapshot, one task each, all in the one-slot ``dbt_snapshots`` pool."""
+def snapshot_group(operator_args: dict[str, Any] | None = None, selectable: bool = False) -> DbtTaskGroup:
+    """Every dbt snapshot, one task each, all in the one-slot ``dbt_snapshots`` pool. ``selectable``: each task
+    skips itself when the run's ``select``/``exclude`` left its node out (``include.dbt_tasks.selection``)."""
     group = DbtTaskGroup(
         group_id="snapshots",
         project_config=PROJECT_CONFIG,
@@ -187,15 +201,18 @@ def snapshot_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
             normalize_task_id=_task_name,
             normalize_task_display_name=_task_name,
         ),
-        operator_args={**_group_operator_args(operator_args), "pool": SNAPSHOT_POOL},
+        operator_args=_selectable_args({**_group_operator_args(operator_args), "pool": SNAPSHOT_POOL}, selectable),
     )
     _tests_retry_only_on_dropped_connections(group)
+    if selectable:
+        _run_after_skipped_upstream(group)
     return group
 
 
-def model_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
+def model_group(operator_args: dict[str, Any] | None = None, selectable: bool = False) -> DbtTaskGroup:
     """Every model, one task each with its tests in a task right after it; a source's tests run before the
-    models that read it. A failed test stops only what depends on its model."""
+    models that read it. A failed test stops only what depends on its model. ``selectable``: as for
+    ``snapshot_group``."""
     group = DbtTaskGroup(
         group_id="models",
         project_config=PROJECT_CONFIG,
@@ -209,20 +226,24 @@ def model_group(operator_args: dict[str, Any] | None = None) -> DbtTaskGroup:
             normalize_task_id=_task_name,
             normalize_task_display_name=_task_name,
         ),
-        operator_args=_group_operator_args(operator_args),
+        operator_args=_selectable_args(_group_operator_args(operator_args), selectable),
     )
     _tests_retry_only_on_dropped_connections(group)
     _assets_only_from_marts(group)
+    if selectable:
+        _run_after_skipped_upstream(group)
     return group
 
 
 def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:
-    """``dbt docs generate``, published where Cosmos' Airflow plugin serves it (Browse > dbt Docs)."""
+    """``dbt docs generate``, published where Cosmos' Airflow plugin serves it (Browse > dbt Docs). It runs
+    after the models unless one failed (models left out of a selection are skipped, which is fine)."""
     args = _dbt_operator_args(operator_args)
     callbacks = args.pop("callback")
     return DbtDocsLocalOperator(
         task_id="docs_generate",
         callback=[*(callbacks if isinstance(callbacks, list) else [callbacks]), publish_docs],
+        trigger_rule=TriggerRule.NONE_FAILED,
         emit_datasets=False,
         cache_dir=_cache_dir(f"{dag_id}__docs_generate"),
         doc_md=f"`dbt docs generate`, copied to {settings.DBT_DOCS_DIR} and served under Browse > dbt Docs.",
@@ -238,7 +259,8 @@ def freshness_then_snapshots(validated: BaseOperator, freshness: BaseOperator, s
     ``GREENERY_FRESHNESS_BLOCKS=1`` they need it to succeed.
     """
     validated >> freshness >> snapshots
-    if not freshness_blocks():
+    blocks = freshness_blocks()
+    if not blocks:
         validated >> snapshots
-        for root in snapshots.roots:
-            root.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+    for root in snapshots.roots:
+        root.trigger_rule = TriggerRule.ALL_SUCCESS if blocks else TriggerRule.ALL_DONE_MIN_ONE_SUCCESS

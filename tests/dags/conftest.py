@@ -26,3 +26,23 @@ def dbt_manifest() -> Path:
         )
         assert result.returncode == 0, f"dbt parse failed:\n{result.stdout[-3000:]}"
     return settings.DBT_MANIFEST_PATH
+
+
+@pytest.fixture(scope="module")
+def dags(dbt_manifest: Path) -> dict:
+    """Every DAG of dags/, parsed once per test module."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(settings.REPO_ROOT / "dags"))
+    assert bag.import_errors == {}, bag.import_errors
+    return bag.dags
+
+
+@pytest.fixture(scope="module")
+def daily(dags):
+    return dags["greenery_daily"]
+
+
+@pytest.fixture(scope="module")
+def hourly(dags):
+    return dags["greenery_hourly_snapshot"]

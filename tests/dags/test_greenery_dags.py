@@ -25,25 +25,6 @@ def manifest(dbt_manifest: Path) -> dict:
     return json.loads(dbt_manifest.read_text())
 
 
-@pytest.fixture(scope="module")
-def dags(dbt_manifest: Path) -> dict:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS_DIR))
-    assert bag.import_errors == {}, bag.import_errors
-    return bag.dags
-
-
-@pytest.fixture(scope="module")
-def daily(dags):
-    return dags["greenery_daily"]
-
-
-@pytest.fixture(scope="module")
-def hourly(dags):
-    return dags["greenery_hourly_snapshot"]
-
-
 def _names(manifest: dict, resource_type: str) -> set[str]:
     return {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == resource_type}
 

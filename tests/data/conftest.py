@@ -20,7 +20,7 @@ from include.greenery_data import load_csv_dir, load_generated
 def course_dir() -> Path:
     path = settings.course_data_dir()
     if path is None:
-        pytest.skip(f"the greenery course data is not on this machine (set ${settings.COURSE_DATA_ENV})")
+        pytest.skip(f"the greenery course data is not on this machine (set ${settings.COURSE_DATA.name})")
     return path
 
 

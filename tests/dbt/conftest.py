@@ -35,6 +35,6 @@ def course_data() -> Path:
     path = settings.course_data_dir()
     if path is None:
         pytest.skip(
-            f"course data not found: set {settings.COURSE_DATA_ENV} or put it in ../shared/greenery-course-data"
+            f"course data not found: set {settings.COURSE_DATA.name} or put it in ../shared/greenery-course-data"
         )
     return path

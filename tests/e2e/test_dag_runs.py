@@ -61,8 +61,13 @@ def _six_utc(days_ago: int) -> dt.datetime:
             {"full_refrsh": True},
             "Invalid trigger parameters: Unknown trigger parameter 'full_refrsh' (did you mean 'full_refresh'?)",
         ),
+        (
+            {"select": "fct_order+"},
+            "Invalid trigger parameters: select 'fct_order+' names no model, snapshot, test or source. "
+            "Closest: fct_orders.",
+        ),
     ],
-    ids=["start-after-end", "unknown-parameter"],
+    ids=["start-after-end", "unknown-parameter", "misspelt-selection"],
 )
 def test_bad_parameters_fail_the_first_task_and_no_dbt_command_runs(
     warehouse: Warehouse, capfd: pytest.CaptureFixture, conf: dict, message: str
@@ -74,6 +79,25 @@ def test_bad_parameters_fail_the_first_task_and_no_dbt_command_runs(
     assert result.tasks["validate_params"] == "failed"
     assert set(result.tasks.values()) == {"failed", "upstream_failed"}
     assert message in output
+
+
+def test_a_selection_builds_the_selected_models_and_their_tests_and_skips_every_other_node_task(
+    warehouse: Warehouse,
+) -> None:
+    result = run_dag(DAILY, conf={"select": "fct_orders+"})
+    assert result.state == "success", result.tasks
+    selected = {"fct_orders", "user_order_facts"}
+    node_tasks = {task: state for task, state in result.tasks.items() if task.startswith(("models.", "snapshots."))}
+    ran = {task for task, state in node_tasks.items() if state == "success"}
+    assert {f"models.{model}.{kind}" for model in selected for kind in ("run", "test")} <= ran
+    # The tests between a selected model and another (relationships) need the selected model: they run too.
+    assert "models.relationships_fct_orders_user_id__user_id__ref_dim_users__test" in ran
+    assert all(any(model in task for model in selected) for task in ran), sorted(ran)
+    # Everything else was skipped, never failed: the Grid shows what ran.
+    assert {state for task, state in node_tasks.items() if task not in ran} == {"skipped"}
+    assert result.tasks["models.stg_greenery__orders.run"] == "skipped"
+    assert result.tasks["snapshots.orders_snapshot.snapshot"] == "skipped"
+    assert result.tasks["docs_generate"] == "success"
 
 
 def test_a_malformed_date_is_rejected_before_the_run_is_created(warehouse: Warehouse) -> None:
