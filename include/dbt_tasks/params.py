@@ -109,7 +109,7 @@ class RunWindow:
 
 def with_selection(window: RunWindow, params: Mapping[str, Any]) -> RunWindow:
     """``window`` with the nodes that the ``select`` and ``exclude`` parameters pick (dbt resolves them)."""
-    from include.dbt_tasks.selection import InvalidSelection, criteria, resolve
+    from include.dbt_tasks.selection import InvalidSelection, criteria, describe, resolve
 
     try:
         select, exclude = criteria("select", params.get("select")), criteria("exclude", params.get("exclude"))
@@ -118,10 +118,7 @@ def with_selection(window: RunWindow, params: Mapping[str, Any]) -> RunWindow:
         raise InvalidParams(str(error)) from None
     if selected is None:
         return window
-    text = " ".join(
-        [*(["select " + " ".join(select)] if select else []), *(["exclude " + " ".join(exclude)] if exclude else [])]
-    )
-    return dataclasses.replace(window, selected=tuple(selected), selection_text=text)
+    return dataclasses.replace(window, selected=tuple(selected), selection_text=describe(select, exclude))
 
 
 def _parse_date(name: str, value: Any) -> dt.date | None:

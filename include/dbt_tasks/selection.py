@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import logging
 import re
 import tempfile
 from collections.abc import Mapping
@@ -22,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from include import settings
-
-log = logging.getLogger(__name__)
 
 # Node types a selection picks for this DAG; sources only so that a source's test task knows it was chosen.
 RESOURCE_TYPES = ("model", "snapshot", "test", "source")
@@ -51,6 +48,13 @@ def criteria(name: str, text: Any) -> list[str]:
                 "or path:models/marts, and the graph operators + and @, separated by spaces."
             )
     return found
+
+
+def describe(select: list[str], exclude: list[str]) -> str:
+    """The selection as dbt's flags: ``--select fct_orders+ --exclude tag:slow``."""
+    return " ".join(
+        f"--{flag} {' '.join(values)}" for flag, values in (("select", select), ("exclude", exclude)) if values
+    )
 
 
 def _methods() -> list[str]:
@@ -118,10 +122,9 @@ def resolve(
         raise InvalidSelection(f"dbt cannot use this selection: {detail}.")
     chosen = sorted(json.loads(line)["unique_id"] for line in result.result or [])
     if not any(unique_id.split(".")[0] in ("model", "snapshot") for unique_id in chosen):
-        given = " ".join(
-            f"--{flag} {' '.join(values)}" for flag, values in (("select", select), ("exclude", exclude)) if values
+        raise InvalidSelection(
+            f"The selection {describe(select, exclude)} matches no model or snapshot: nothing would run."
         )
-        raise InvalidSelection(f"The selection {given} matches no model or snapshot: nothing would run.")
     return chosen
 
 
