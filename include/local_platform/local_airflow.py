@@ -188,6 +188,20 @@ def _supervisord_pid() -> int | None:
     return pid if _session_of(pid) == pid else None
 
 
+def _leading_sessions() -> set[int]:
+    """Sessions led by a process whose pid file is in AIRFLOW_HOME: supervisord's, and those of components
+    that a `make up` from before supervision started one by one."""
+    sessions = set()
+    for pid_file in AIRFLOW_HOME.glob("*.pid"):
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if _session_of(pid) == pid:
+            sessions.add(pid)
+    return sessions
+
+
 def _socket_path() -> Path:
     """supervisord's control socket, private to us; in the temporary directory when the clone's path is too long
     for a Unix socket (108 bytes)."""
@@ -226,7 +240,7 @@ def _our_processes(sessions: set[int] | None = None) -> list[int]:
     """
     needle = f"{MARKER}={AIRFLOW_HOME}".encode()
     if sessions is None:
-        sessions = {pid for pid in [_supervisord_pid()] if pid is not None}
+        sessions = _leading_sessions()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -468,7 +482,7 @@ def _write_env_file(env: dict[str, str]) -> None:
 def down(timeout: float = 30) -> None:
     supervised = bool(_component_states())
     # Kept for after supervisord has gone: whatever outlived it is still in its session.
-    sessions = {pid for pid in [_supervisord_pid()] if pid is not None}
+    sessions = _leading_sessions()
     if supervised:
         # supervisord stops every component (SIGTERM to its process group, SIGKILL after STOPWAITSECS), then itself.
         with contextlib.suppress(OSError, xmlrpc.client.Error):
