@@ -125,9 +125,13 @@ class TaskFacts:
     max_tries: int | None = None
     map_index: int = -1
     logical_date: dt.datetime | None = None
+    # The try failed with AirflowFailException (a data test, a stale source): no retry follows, whatever is left.
+    not_retried: bool = False
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> TaskFacts:
+        from airflow.sdk.exceptions import AirflowFailException
+
         ti = context["ti"]
         dag_run = context.get("dag_run")
         logical_date = context.get("logical_date") or getattr(dag_run, "logical_date", None)
@@ -140,6 +144,7 @@ class TaskFacts:
             max_tries=getattr(ti, "max_tries", None),
             map_index=map_index if isinstance(map_index, int) else -1,
             logical_date=logical_date,
+            not_retried=isinstance(context.get("exception"), AirflowFailException),
         )
 
     @property
@@ -149,6 +154,8 @@ class TaskFacts:
     def try_text(self) -> str:
         if not self.try_number:
             return "try unknown"
+        if self.not_retried and self.max_tries is not None and self.max_tries + 1 > self.try_number:
+            return f"try {self.try_number}, not retried"
         # max_tries counts the retries; after a clear Airflow raises it, so the total can exceed retries + 1.
         if self.max_tries is not None and self.max_tries + 1 >= self.try_number:
             return f"try {self.try_number} of {self.max_tries + 1}"

@@ -73,6 +73,14 @@ def test_a_failing_test_is_named_with_its_failing_rows_and_the_log_link(build: D
     assert "`accepted_values_orders_clean_status__placed__shipped` on `orders_clean.status`: 2 rows (warn)" in text
 
 
+def test_the_try_says_when_no_retry_follows_although_tries_are_left() -> None:
+    three_tries = dataclasses.replace(FACTS, max_tries=2)
+    assert three_tries.try_text() == "try 1 of 3"
+    assert dataclasses.replace(three_tries, not_retried=True).try_text() == "try 1, not retried"
+    # The last try says so anyway.
+    assert dataclasses.replace(three_tries, try_number=3, not_retried=True).try_text() == "try 3 of 3"
+
+
 def test_a_failed_model_shows_the_first_lines_of_its_error_escaped_for_slack(build: DbtInvocation) -> None:
     text = messages.failure_message(FACTS, [build])
 
