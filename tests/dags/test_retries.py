@@ -13,6 +13,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.dbt_tasks.retries import fail_unless_connection_dropped, is_dropped_connection
+from include.history.artifacts import read_invocations
 from include.local_platform.pgcluster import free_port
 from tests.conftest import DBT, run_dbt
 
@@ -71,7 +72,10 @@ def test_a_dbt_command_that_could_not_reach_the_warehouse_is_left_to_airflow_to_
     assert refused.returncode != 0
     assert "Connection refused" in refused.stdout, refused.stdout[-3000:]
 
-    fail_unless_connection_dropped(tmp_path)  # no AirflowFailException: the try fails as usual and is retried
+    # dbt gave up before any node ran, so no node result blames the data: the callback leaves the try to fail as
+    # usual, and Airflow retries it.
+    assert not [result for invocation in read_invocations(tmp_path / "target") for result in invocation.failed]
+    fail_unless_connection_dropped(tmp_path)  # no AirflowFailException
 
 
 def _terminate_once_running(dsn: str, needle: str, dbt: subprocess.Popen) -> bool:
@@ -124,4 +128,6 @@ def test_a_data_test_whose_connection_the_server_cut_is_left_to_airflow_to_retry
         or "server closed the connection unexpectedly" in output
     ), output[-3000:]
 
+    [cut_test] = [result for invocation in read_invocations(project / "target") for result in invocation.failed]
+    assert cut_test.name == "numbers_take_a_while"
     fail_unless_connection_dropped(project)  # no AirflowFailException: retried
