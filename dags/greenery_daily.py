@@ -48,8 +48,8 @@ with DAG(
     tags=["greenery", "dbt", "daily"],
 ):
     validated = params.validate_params_task()
-    freshness = steps.source_freshness(DAG_ID, DBT_ARGS)
-    # The form's select/exclude: node tasks left out of the run's selection end skipped.
+    # The form's select/exclude/rerun_failed_of/only: node tasks left out of the run's selection end skipped.
+    freshness = steps.source_freshness(DAG_ID, DBT_ARGS, selectable=True)
     snapshots = steps.snapshot_group(DBT_ARGS, selectable=True)
     steps.freshness_then_snapshots(validated, freshness, snapshots)
-    snapshots >> steps.model_group(DBT_ARGS, selectable=True) >> steps.docs_generate(DAG_ID, DBT_ARGS)
+    snapshots >> steps.model_group(DBT_ARGS, selectable=True) >> steps.docs_generate(DAG_ID, DBT_ARGS, selectable=True)

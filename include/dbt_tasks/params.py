@@ -71,6 +71,23 @@ PARAMS: dict[str, Param] = {
         title="Exclude",
         description="Leave these dbt nodes out (same syntax as Select), e.g. fct_page_views+.",
     ),
+    "rerun_failed_of": Param(
+        None,
+        type=["null", "string"],
+        title="Rerun failed of",
+        description="A run id of greenery_daily, or latest: rebuild only the nodes that failed in that run and "
+        "everything downstream of them, with that run's dates and full_refresh (dates given here win). Leave "
+        "Select empty.",
+    ),
+    "only": Param(
+        "all",
+        type="string",
+        enum=["all", "changed", "fresher"],
+        title="Only",
+        description="all: every selected node. changed: models whose code or config changed since the last "
+        "green full run, and their downstream (dbt state:modified+). fresher: models downstream of the raw "
+        "tables that received rows since that run (dbt source_status:fresher+).",
+    ),
 }
 
 
@@ -85,9 +102,11 @@ class RunWindow:
     start: dt.datetime
     end: dt.datetime
     full_refresh: bool
-    # The unique ids of the dbt nodes to build (None: all of them), and the selection as the user gave it.
+    # The unique ids of the dbt nodes to build (None: all of them; empty: none), and why, as the user reads it.
     selected: tuple[str, ...] | None = None
     selection_text: str | None = None
+    # "all" or "changed" when a green run leaves its state for a later only=changed/fresher (project_state).
+    state_mode: str | None = "all"
 
     def as_xcom(self) -> dict[str, Any]:
         """The validated parameters as the dbt tasks read them: ISO timestamps, a boolean, the selection."""
@@ -97,13 +116,19 @@ class RunWindow:
             "full_refresh": self.full_refresh,
             "selected": None if self.selected is None else list(self.selected),
             "selection_text": self.selection_text,
+            "state_mode": self.state_mode,
         }
 
     def describe(self) -> str:
         days = (self.end - self.start) / dt.timedelta(days=1)
         refresh = "full refresh of incremental models" if self.full_refresh else "incremental"
         plural = "" if days == 1 else "s"
-        nodes = "every node" if self.selected is None else f"{len(self.selected)} nodes ({self.selection_text})"
+        if self.selected is None:
+            nodes = "every node"
+        elif not self.selected:
+            nodes = f"no node ({self.selection_text})"
+        else:
+            nodes = f"{len(self.selected)} nodes ({self.selection_text})"
         return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({days:g} day{plural}), {refresh}, {nodes}"
 
 
@@ -118,7 +143,9 @@ def with_selection(window: RunWindow, params: Mapping[str, Any]) -> RunWindow:
         raise InvalidParams(str(error)) from None
     if selected is None:
         return window
-    return dataclasses.replace(window, selected=tuple(selected), selection_text=describe(select, exclude))
+    return dataclasses.replace(
+        window, selected=tuple(selected), selection_text=describe(select, exclude), state_mode=None
+    )
 
 
 def _parse_date(name: str, value: Any) -> dt.date | None:
@@ -241,6 +268,10 @@ def validate_params_task() -> Any:
     # A wrong parameter does not become right on a second try.
     @task(task_id=VALIDATE_TASK_ID, retries=0)
     def validate_params(**context: Any) -> dict[str, Any]:
+        import psycopg2
+
+        from include.dbt_tasks.run_plan import ThisRun, plan
+
         dag_run = context["dag_run"]
         try:
             window = resolve_window(
@@ -250,7 +281,6 @@ def validate_params_task() -> Any:
                 context.get("data_interval_end"),
                 run_after=getattr(dag_run, "run_after", None),
             )
-            window = with_selection(window, context["params"])
         except InvalidParams as error:
             raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
         except ConfigurationError as error:
@@ -262,7 +292,22 @@ def validate_params_task() -> Any:
                 f"The Airflow connection {settings.WAREHOUSE_CONN_ID!r} is not defined: add it under Admin > "
                 f"Connections or set AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}."
             ) from None
-        log.info("dbt will process %s", window.describe())
+        try:
+            this_run = ThisRun(dag_run.dag_id, dag_run.run_id, context["ti"], context.get("dag"))
+            window = plan(window, context["params"], this_run)
+        except InvalidParams as error:
+            raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
+        except psycopg2.OperationalError as error:
+            # rerun_failed_of and only read the run history in the warehouse; a second try may reach it.
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RuntimeError(
+                f"rerun_failed_of and only read the earlier runs from the warehouse, which did not answer "
+                f"({first_line}): check that it runs, then clear this task."
+            ) from None
+        if window.selected == ():
+            log.info("Nothing to build: %s. Every dbt task of this run ends skipped.", window.selection_text)
+        else:
+            log.info("dbt will process %s", window.describe())
         return window.as_xcom()
 
     return validate_params()

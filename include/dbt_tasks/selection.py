@@ -97,8 +97,13 @@ def resolve(
     exclude: list[str],
     project_dir: Path = settings.DBT_PROJECT_DIR,
     manifest_path: Path = settings.DBT_MANIFEST_PATH,
+    state_dir: Path | None = None,
+    allow_empty: bool = False,
 ) -> list[str] | None:
-    """The unique ids ``select`` minus ``exclude`` picks (None when neither is given: the whole project)."""
+    """The unique ids ``select`` minus ``exclude`` picks (None when neither is given: the whole project).
+
+    ``state_dir``: a directory with the manifest that ``state:`` methods compare with. ``allow_empty``: a
+    selection that matches no model or snapshot gives what it matched instead of raising."""
     if not select and not exclude:
         return None
     manifest = json.loads(Path(manifest_path).read_text()) if Path(manifest_path).is_file() else {}
@@ -116,12 +121,13 @@ def resolve(
         argv += ["--exclude", *exclude] if exclude else []
         argv += ["--project-dir", str(project_dir), "--profiles-dir", str(settings.DBT_PROFILES_DIR)]
         argv += ["--target-path", scratch, "--log-path", scratch]
+        argv += ["--state", str(state_dir)] if state_dir is not None else []
         result = dbtRunner().invoke(argv)
     if not result.success:
         detail = " ".join(str(result.exception or "dbt ls failed").split()).removeprefix("Runtime Error ")
         raise InvalidSelection(f"dbt cannot use this selection: {detail}.")
     chosen = sorted(json.loads(line)["unique_id"] for line in result.result or [])
-    if not any(unique_id.split(".")[0] in ("model", "snapshot") for unique_id in chosen):
+    if not allow_empty and not any(unique_id.split(".")[0] in ("model", "snapshot") for unique_id in chosen):
         raise InvalidSelection(
             f"The selection {describe(select, exclude)} matches no model or snapshot: nothing would run."
         )
@@ -147,3 +153,16 @@ def skip_unless_selected(context: Mapping[str, Any]) -> None:
     if selected is None or not nodes or nodes & set(selected):
         return
     raise AirflowSkipException(f"Not in this run's selection ({chosen.get('selection_text')}).")
+
+
+def skip_when_nothing_to_build(context: Mapping[str, Any]) -> None:
+    """``pre_execute`` hook of the daily DAG's whole-project dbt tasks (source freshness, docs): end ``skipped``
+    when the run builds no node at all (nothing failed in the run to rerun, nothing changed), so such a run
+    does no dbt work."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.dbt_tasks.params import VALIDATE_TASK_ID
+
+    chosen = context["ti"].xcom_pull(task_ids=VALIDATE_TASK_ID) or {}
+    if chosen.get("selected") == []:
+        raise AirflowSkipException(f"Nothing to build in this run: {chosen.get('selection_text')}.")

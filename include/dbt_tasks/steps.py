@@ -34,7 +34,7 @@ from include.dbt_tasks.cosmos_config import (
 )
 from include.dbt_tasks.docs import publish_docs
 from include.dbt_tasks.retries import CALLBACK as FAIL_UNLESS_CONNECTION_DROPPED
-from include.dbt_tasks.selection import skip_unless_selected
+from include.dbt_tasks.selection import skip_unless_selected, skip_when_nothing_to_build
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ OWNER = "analytics"
 # Cosmos calls this after every dbt command (also a failed one): it keeps the results in the warehouse's
 # dbt_meta schema and sends the warning alerts (stale sources, tests that ended in warn).
 RECORD_DBT_RESULTS = "include.history.store.record_dbt_artifacts"
+# docs_generate of the daily DAG keeps a green full run's manifest for only=changed/fresher.
+RECORD_PROJECT_STATE = "include.dbt_tasks.project_state.record_project_state"
 SOURCE_NAME = "greenery"
 MARTS_PATH = "models/marts/"
 
@@ -109,9 +111,14 @@ def _dbt_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def source_freshness(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:
-    """``dbt source freshness`` for every greenery source table, as one task."""
+def source_freshness(
+    dag_id: str, operator_args: dict[str, Any] | None = None, selectable: bool = False
+) -> BaseOperator:
+    """``dbt source freshness`` for every greenery source table, as one task. ``selectable``: skipped when the
+    run builds no node (``include.dbt_tasks.run_plan``)."""
     args = _dbt_operator_args(operator_args)
+    if selectable:
+        args["pre_execute"] = skip_when_nothing_to_build
     # Waiting a few minutes does not make a late source fresh (the alert is what matters): retried only when
     # the connection dropped.
     args["callback"] = [*_callbacks(args["callback"]), FAIL_UNLESS_CONNECTION_DROPPED]
@@ -235,14 +242,19 @@ def model_group(operator_args: dict[str, Any] | None = None, selectable: bool = 
     return group
 
 
-def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None) -> BaseOperator:
+def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None, selectable: bool = False) -> BaseOperator:
     """``dbt docs generate``, published where Cosmos' Airflow plugin serves it (Browse > dbt Docs). It runs
-    after the models unless one failed (models left out of a selection are skipped, which is fine)."""
+    after the models unless one failed (models left out of a selection are skipped, which is fine).
+    ``selectable``: skipped when the run builds no node; after a green run that built every node (or every
+    changed one) it also keeps the run's state for ``only=changed``/``fresher`` (``project_state``)."""
     args = _dbt_operator_args(operator_args)
-    callbacks = args.pop("callback")
+    callbacks = [*_callbacks(args.pop("callback")), publish_docs]
+    if selectable:
+        args["pre_execute"] = skip_when_nothing_to_build
+        callbacks.append(RECORD_PROJECT_STATE)
     return DbtDocsLocalOperator(
         task_id="docs_generate",
-        callback=[*(callbacks if isinstance(callbacks, list) else [callbacks]), publish_docs],
+        callback=callbacks,
         trigger_rule=TriggerRule.NONE_FAILED,
         emit_datasets=False,
         cache_dir=_cache_dir(f"{dag_id}__docs_generate"),

@@ -27,6 +27,7 @@ def test_without_dates_a_run_processes_the_utc_day_that_ended_in_its_data_interv
         "full_refresh": False,
         "selected": None,
         "selection_text": None,
+        "state_mode": "all",
     }
     assert window.describe() == (
         "[2024-03-01T00:00:00+00:00, 2024-03-02T00:00:00+00:00) (1 day), incremental, every node"
@@ -51,6 +52,7 @@ def test_dates_are_whole_utc_days_with_the_end_day_included() -> None:
         "full_refresh": True,
         "selected": None,
         "selection_text": None,
+        "state_mode": "all",
     }
     assert window.describe().startswith("[2024-01-30T00:00:00+00:00, 2024-02-02T00:00:00+00:00) (3 days)")
 
@@ -76,7 +78,10 @@ def test_one_day_is_the_same_date_twice() -> None:
         ({"start_date": "2024-03-01"}, "start_date is set but end_date is not"),
         ({"end_date": "2024-03-01"}, "end_date is set but start_date is not"),
         ({"full_refrsh": True}, "Unknown trigger parameter 'full_refrsh' (did you mean 'full_refresh'?)"),
-        ({"start": "2024-03-01"}, "greenery_daily accepts only end_date, exclude, full_refresh, select, start_date"),
+        (
+            {"start": "2024-03-01"},
+            "greenery_daily accepts only end_date, exclude, full_refresh, only, rerun_failed_of, select, start_date",
+        ),
         ({"full_refresh": "maybe"}, "full_refresh 'maybe' is not true or false"),
     ],
 )
