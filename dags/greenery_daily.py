@@ -5,9 +5,12 @@
 day, the day of its logical date: the 06:00 run processes yesterday. Trigger it by hand with the form to
 reprocess chosen days, to rebuild the incremental models (`full_refresh`) or to build only some dbt nodes
 (`select` / `exclude` in dbt's selection syntax, e.g. `fct_orders+` or `tag:product`: the other node tasks end
-skipped; a selection that matches nothing fails `validate_params`, naming the closest nodes); backfill days A
-to B with `make backfill FROM=A TO=B`. The Backfill dialog's From and To are when runs are due (day D's run is
-due at D+1 06:00): for days A to B choose A+1 06:00 to B+1 06:00, and keep Max Active Runs at 1.
+skipped; a selection that matches nothing fails `validate_params`, naming the closest nodes), to rerun what
+failed in an earlier run and its downstream (`rerun_failed_of`: a run id or `latest`, with that run's dates) or
+to build only what changed since the last green full run (`only`: `changed`, or `fresher` for what reads the
+raw tables that received rows); a run with nothing to build ends green with every dbt task skipped. Backfill
+days A to B with `make backfill FROM=A TO=B`. The Backfill dialog's From and To are when runs are due (day D's
+run is due at D+1 06:00): for days A to B choose A+1 06:00 to B+1 06:00, and keep Max Active Runs at 1.
 
 **What runs**: `validate_params` (checks the trigger parameters, no dbt) → `source_freshness` →
 `snapshots` → `models` (each dbt model is a task, its data tests a task right after it; a source's tests run

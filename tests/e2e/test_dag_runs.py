@@ -176,3 +176,74 @@ def test_the_dev_simulator_adds_shop_activity_to_the_raw_tables(
     assert run_dag("greenery_dev_shop_simulator").state == "success"
 
     assert warehouse.query(count)[0][0] > before
+
+
+def _node_tasks(result) -> dict[str, str]:
+    return {task: state for task, state in result.tasks.items() if task.startswith(("models.", "snapshots."))}
+
+
+def _recorded_nodes(warehouse: Warehouse, run_id: str) -> set[str]:
+    rows = warehouse.query(
+        "select r.unique_id from dbt_meta.node_results r join dbt_meta.invocations i using (invocation_id)"
+        " where i.dag_id = %s and i.run_id = %s and r.resource_type <> 'operation'",  # on-run-end hooks
+        DAILY,
+        run_id,
+    )
+    return {unique_id.split(".")[2] for (unique_id,) in rows}
+
+
+def test_rerun_failed_of_latest_rebuilds_only_the_failed_node_and_its_downstream_once_the_data_is_fixed(
+    warehouse: Warehouse,
+) -> None:
+    [(order_id, status)] = warehouse.query("select order_id, status from raw.orders where status = 'delivered' limit 1")
+    warehouse.execute("update raw.orders set status = 'lost' where order_id = %s", order_id)
+    try:
+        failed = run_dag(DAILY, conf={"select": "fct_orders+"})
+    finally:
+        warehouse.execute("update raw.orders set status = %s where order_id = %s", status, order_id)
+    assert failed.state == "failed"
+    assert failed.tasks["models.fct_orders.test"] == "failed"  # accepted_values on the status
+    assert failed.tasks["models.user_order_facts.run"] == "upstream_failed"
+
+    rerun = run_dag(DAILY, conf={"rerun_failed_of": "latest"})
+
+    assert rerun.state == "success", rerun.tasks
+    ran = {task for task, state in _node_tasks(rerun).items() if state == "success"}
+    assert {"models.fct_orders.run", "models.fct_orders.test", "models.user_order_facts.run"} <= ran
+    assert all("fct_orders" in task or "user_order_facts" in task for task in ran), sorted(ran)
+    assert {state for task, state in _node_tasks(rerun).items() if task not in ran} == {"skipped"}
+    recorded = _recorded_nodes(warehouse, rerun.run_id)
+    assert {"fct_orders", "user_order_facts"} <= recorded
+    assert all("fct_orders" in name or "user_order_facts" in name for name in recorded), sorted(recorded)
+    assert warehouse.query("select count(*) from analytics_core.fct_orders where status = 'lost'") == [(0,)]
+
+
+def test_only_changed_builds_nothing_when_nothing_changed_and_only_fresher_what_reads_the_table_that_grew(
+    warehouse: Warehouse,
+) -> None:
+    warehouse.execute("create schema if not exists dbt_meta")
+    warehouse.execute("drop table if exists dbt_meta.project_states")
+    # A full run keeps its state at docs_generate (the models stand as the fixture built them).
+    baseline = run_dag(DAILY, only={"validate_params", "source_freshness", "docs_generate"})
+    assert baseline.tasks["docs_generate"] == "success", baseline.tasks
+    assert warehouse.query("select run_id, mode from dbt_meta.project_states") == [(baseline.run_id, "all")]
+
+    unchanged = run_dag(DAILY, conf={"only": "changed"})
+
+    assert unchanged.state == "success", unchanged.tasks
+    assert {state for task, state in unchanged.tasks.items() if task != "validate_params"} == {"skipped"}
+    assert _recorded_nodes(warehouse, unchanged.run_id) == set()  # no dbt command at all
+
+    warehouse.execute(
+        "insert into raw.events select (jsonb_populate_record(null::raw.events, to_jsonb(e)"
+        " || jsonb_build_object('event_id', 'fresher-e2e-event', 'created_at', now()))).* from raw.events e limit 1"
+    )
+    fresher = run_dag(DAILY, conf={"only": "fresher", "select": "path:models/staging"})
+
+    assert fresher.state == "success", fresher.tasks
+    ran = {task for task, state in _node_tasks(fresher).items() if state == "success"}
+    assert {"models.stg_greenery__events.run", "models.greenery_events_source_test"} <= ran
+    # Within staging only the events model was built; the other tasks that ran are tests that read events.
+    assert {task for task in ran if task.endswith(".run")} == {"models.stg_greenery__events.run"}, sorted(ran)
+    assert fresher.tasks["models.stg_greenery__orders.run"] == "skipped"
+    assert fresher.tasks["models.greenery_orders_source_test"] == "skipped"

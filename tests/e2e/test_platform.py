@@ -320,7 +320,8 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
             expect(form.get_by_role("checkbox", name="Full refresh")).to_be_visible()
             for label in ("Start date", "End date"):
                 expect(form.get_by_role("group").filter(has_text=label)).to_be_visible()
-            for label in ("Select", "Exclude"):  # a dbt node selection
+            # A dbt node selection, a rerun of what failed, only what changed.
+            for label in ("Select", "Exclude", "Rerun failed of", "Only"):
                 expect(form.get_by_text(label, exact=True).first).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "3-trigger-form.png")
             page.keyboard.press("Escape")
