@@ -1,8 +1,11 @@
 """The Airflow callbacks that turn task and run events into Slack alerts.
 
 - **failure** (``on_task_failure``, every task's ``on_failure_callback``): Airflow calls it once, when a task's
-  last try failed, never for a try that will be retried. It names the dbt nodes that failed (a test with its
-  failing row count), the first lines of dbt's error, the logical date, the try and a link to the log.
+  last try failed, never for a try that will be retried. It mentions the owners of the dbt nodes that failed
+  (``include.alerts.owners``), names those nodes (a test with its failing row count), the first lines of dbt's
+  error, the logical date, the try and a link to the log. When every failed node belongs to one dbt group and
+  the connection ``slack_alerts_<group>`` exists, it goes there; otherwise to ``slack_alerts``, one message
+  per failed task whatever the number of groups.
 - **warning** (``notify_dbt_results``, called by the Cosmos callback in ``include.history.store`` after every
   dbt command): stale sources and tests that ended in ``warn``, when the dbt command itself succeeded.
 - **recovery** (``on_dag_success``): a run succeeded and the run before it had failed.
@@ -34,6 +37,8 @@ from include.alerts.messages import (
     warning_message,
 )
 from include.alerts.outbox import raise_alert
+from include.alerts.owners import ownership
+from include.alerts.slack import connection_for
 from include.history.artifacts import DbtInvocation
 
 log = logging.getLogger(__name__)
@@ -72,16 +77,28 @@ def notify_dbt_results(context: Mapping[str, Any], invocations: list[DbtInvocati
         log.exception("Could not alert the dbt warnings of this task")
 
 
+def failed_nodes(invocations: list[DbtInvocation], task: Any) -> list[str]:
+    """Unique ids of the dbt nodes a failure is about: those dbt reported failed, else the task's own node (a
+    Cosmos node task carries it in ``extra_context``; a test task's node is the model it tests)."""
+    failed = [result.unique_id for invocation in invocations for result in invocation.failed]
+    if failed:
+        return failed
+    node = (getattr(task, "extra_context", None) or {}).get("dbt_node_config") or {}
+    return [node["unique_id"]] if node.get("unique_id") else []
+
+
 def on_task_failure(context: Mapping[str, Any]) -> None:
-    """``on_failure_callback`` of every task: one Slack message when a task's last try failed. Never raises."""
+    """``on_failure_callback`` of every task: one Slack message when a task's last try failed, mentioning the
+    owners of what failed, in their group's channel when it has one. Never raises."""
     try:
         facts = TaskFacts.from_context(context)
         if facts.key in _ALERTED:
             return  # wired twice (DAG default_args and the task itself): still one message
         _remember(_ALERTED, facts.key, None)
         invocations = _DBT_RESULTS.pop(facts.key, [])
-        text = failure_message(facts, invocations, context.get("exception"))
-        raise_alert(f"failure:{_key_text(facts.key)}", "failure", text)
+        owned = ownership(failed_nodes(invocations, context.get("task")))
+        text = failure_message(facts, invocations, context.get("exception"), owned.owners)
+        raise_alert(f"failure:{_key_text(facts.key)}", "failure", text, connection_for(owned.group))
     except Exception:
         log.exception("Could not send the failure alert")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -25,14 +25,37 @@ MAX_MESSAGE_CHARS = 3000
 MAX_ERROR_LINES = 6
 MAX_ERROR_CHARS = 600
 MAX_NODES_LISTED = 8
+MAX_OWNERS_LISTED = 10
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Slack ids: a member (U..., W... on Enterprise Grid) or a user group (S...), upper-case letters and digits.
+_SLACK_MEMBER = re.compile(r"[UW][A-Z0-9]{8,20}")
+_SLACK_USER_GROUP = re.compile(r"S[A-Z0-9]{8,20}")
 
 
 def escape(text: str) -> str:
     """Text shown literally by Slack: its three control characters ``& < >`` as entities."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(owner: str) -> str:
+    """An owner as Slack shows it: a member id as an @-mention (``<@U...>``), a user-group id as the group's
+    mention (``<!subteam^S...>``), anything else (a name, a handle) as plain text."""
+    owner = _clean(owner).strip()
+    if _SLACK_MEMBER.fullmatch(owner):
+        return f"<@{owner}>"
+    if _SLACK_USER_GROUP.fullmatch(owner):
+        return f"<!subteam^{owner}>"
+    return escape(shorten(owner, 80))
+
+
+def owners_line(owners: Sequence[str]) -> str | None:
+    """``Owners: <@U...>, ...``, or None without owners."""
+    shown = [mention(owner) for owner in owners[:MAX_OWNERS_LISTED]]
+    if len(owners) > MAX_OWNERS_LISTED:
+        shown.append(f"and {len(owners) - MAX_OWNERS_LISTED} more")
+    return f"Owners: {', '.join(shown)}" if shown else None
 
 
 def shorten(text: str, limit: int) -> str:
@@ -251,13 +274,20 @@ def _message(header: str, body_lines: list[str], footer: str) -> str:
 
 
 def failure_message(
-    facts: TaskFacts, invocations: Iterable[DbtInvocation] = (), error: BaseException | str | None = None
+    facts: TaskFacts,
+    invocations: Iterable[DbtInvocation] = (),
+    error: BaseException | str | None = None,
+    owners: Sequence[str] = (),
 ) -> str:
-    """The alert for a task whose last try failed: the failed dbt nodes, or the error when dbt did not say."""
+    """The alert for a task whose last try failed: who owns what failed (``owners``: Slack ids or names), the
+    failed dbt nodes, or the error when dbt did not say."""
     invocations = list(invocations)
     failed = [result for invocation in invocations for result in invocation.failed]
     warned = [result for invocation in invocations for result in invocation.warned]
     header = f":red_circle: *Failed:* {_code(facts.dag_id)} › {_code(facts.task_id)}"
+    owners_text = owners_line(list(owners))
+    if owners_text:
+        header += f"\n{owners_text}"  # under the header, where cutting a long message never reaches it
     footer = _footer(facts)
     budget = MAX_MESSAGE_CHARS - len(header) - len(footer) - 100
     lines: list[str] = []

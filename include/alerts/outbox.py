@@ -10,6 +10,9 @@ not take then (it hung, answered 429 or 5xx, or refused connections) stays ``pen
 at the latest a few minutes after Slack answers again. A second call with the same key (a callback run twice)
 sends nothing.
 
+Each alert goes to the Slack connection it was raised for (``conn_id``: ``slack_alerts``, or a dbt group's
+``slack_alerts_<group>``), now and at every later try.
+
 Slack's refusals that waiting does not heal (a 4xx, a malformed webhook URL, no connection at all) end the
 alert as ``failed`` with one log line that says what to fix; the text is in the log already. When the
 warehouse itself cannot be reached, the alert is sent directly with the retry budget of ``send_alert``.
@@ -27,8 +30,8 @@ from psycopg2 import sql
 
 from include import settings
 from include.alerts.messages import MAX_MESSAGE_CHARS, fit
-from include.alerts.slack import Attempt, post, send_alert
-from include.history.store import Table, create_statement, meta_schema, warehouse_connection
+from include.alerts.slack import Attempt, how_to_set, post, send_alert
+from include.history.store import Table, add_missing_columns, create_statement, meta_schema, warehouse_connection
 from include.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ OUTBOX = Table(
         ("next_attempt_at", "timestamptz not null"),
         ("sent_at", "timestamptz"),
         ("last_error", "text"),
+        # Added after the first release: rows recorded before it were all for slack_alerts.
+        ("conn_id", f"text not null default '{settings.SLACK_CONN_ID}'"),
     ),
     key=("alert_id",),
     references_invocation=False,
@@ -67,6 +72,7 @@ class Alert:
     kind: str
     message: str
     attempts: int
+    conn_id: str = settings.SLACK_CONN_ID
 
 
 def _table() -> sql.Composed:
@@ -77,13 +83,15 @@ def ensure_table(connection: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(meta_schema())))
         cursor.execute(create_statement(OUTBOX, meta_schema()))
+        add_missing_columns(cursor, OUTBOX, meta_schema())
     connection.commit()
 
 
-def raise_alert(alert_id: str, kind: str, text: str) -> None:
-    """Log ``text``, record it under ``alert_id`` and try to deliver it now. Never raises."""
+def raise_alert(alert_id: str, kind: str, text: str, conn_id: str = settings.SLACK_CONN_ID) -> None:
+    """Log ``text``, record it under ``alert_id`` for Slack connection ``conn_id`` and try to deliver it now.
+    Never raises."""
     text = fit(redact(text), MAX_MESSAGE_CHARS)
-    log.info("Alert %s:\n%s", alert_id, text)
+    log.info("Alert %s (to %s):\n%s", alert_id, conn_id, text)
     try:
         connection = warehouse_connection()
     except Exception as error:
@@ -92,12 +100,13 @@ def raise_alert(alert_id: str, kind: str, text: str) -> None:
             type(error).__name__,
             redact(str(error)).strip(),
         )
-        send_alert(text)
+        send_alert(text, conn_id)
         return
     try:
         ensure_table(connection)
-        if _record(connection, alert_id, kind, text):
-            _deliver(connection, Alert(alert_id, kind, text, 0), SEND_NOW_BUDGET_SECONDS, SEND_NOW_TIMEOUT_SECONDS)
+        alert = Alert(alert_id, kind, text, 0, conn_id)
+        if _record(connection, alert):
+            _deliver(connection, alert, SEND_NOW_BUDGET_SECONDS, SEND_NOW_TIMEOUT_SECONDS)
         else:
             log.info("Alert %s was raised before; it is not sent again.", alert_id)
     except Exception:
@@ -106,15 +115,15 @@ def raise_alert(alert_id: str, kind: str, text: str) -> None:
         connection.close()
 
 
-def _record(connection: Any, alert_id: str, kind: str, text: str) -> bool:
+def _record(connection: Any, alert: Alert) -> bool:
     """Insert the alert as being sent now (a lease, so the delivery DAG leaves it alone); False if it exists."""
     with connection.cursor() as cursor:
         cursor.execute(
             sql.SQL(
-                "insert into {} (alert_id, kind, message, state, attempts, created_at, next_attempt_at) "
-                "values (%s, %s, %s, 'sending', 0, now(), now() + %s) on conflict (alert_id) do nothing"
+                "insert into {} (alert_id, kind, message, conn_id, state, attempts, created_at, next_attempt_at) "
+                "values (%s, %s, %s, %s, 'sending', 0, now(), now() + %s) on conflict (alert_id) do nothing"
             ).format(_table()),
-            (alert_id, kind, text, LEASE),
+            (alert.alert_id, alert.kind, alert.message, alert.conn_id, LEASE),
         )
         inserted = cursor.rowcount == 1
     connection.commit()
@@ -130,7 +139,9 @@ def _deliver(connection: Any, alert: Alert, budget: float, timeout: float) -> st
     retries_left = settings.SLACK_RETRIES.value()
     while True:
         left = budget - (time.monotonic() - started)
-        attempt = post(alert.message, min(timeout, settings.SLACK_TIMEOUT_SECONDS.value(), max(left, 1.0)))
+        attempt = post(
+            alert.message, min(timeout, settings.SLACK_TIMEOUT_SECONDS.value(), max(left, 1.0)), alert.conn_id
+        )
         attempts += 1
         if attempt.outcome != "retry" or attempt.retry_after is not None or retries_left == 0:
             break
@@ -145,15 +156,16 @@ def _deliver(connection: Any, alert: Alert, budget: float, timeout: float) -> st
 def _settle(connection: Any, alert: Alert, attempt: Attempt, attempts: int) -> str:
     if attempt.outcome == "sent":
         state, wait = "sent", None
-        log.info("Slack took alert %s (try %d).", alert.alert_id, attempts)
+        log.info("Slack took alert %s (%s, try %d).", alert.alert_id, alert.conn_id, attempts)
     elif attempt.outcome == "refused":
         state, wait = "failed", None
         log.warning(
-            "Slack refused alert %s (%s); it will not be retried: fix the %r connection (SLACK_WEBHOOK_URL). "
+            "Slack refused alert %s (%s); it will not be retried: fix the %r connection (%s). "
             "Its text is in the log line above.",
             alert.alert_id,
             attempt.detail,
-            settings.SLACK_CONN_ID,
+            alert.conn_id,
+            how_to_set(alert.conn_id),
         )
     else:
         state = "pending"
@@ -204,7 +216,8 @@ def _claim(connection: Any) -> Alert | None:
             sql.SQL(
                 "update {table} set state = 'sending', next_attempt_at = now() + %s where alert_id = ("
                 "select alert_id from {table} where state in ('pending', 'sending') and next_attempt_at <= now() "
-                "order by created_at limit 1 for update skip locked) returning alert_id, kind, message, attempts"
+                "order by created_at limit 1 for update skip locked) "
+                "returning alert_id, kind, message, attempts, conn_id"
             ).format(table=_table()),
             (LEASE,),
         )

@@ -5,7 +5,9 @@ The connection (type ``slackwebhook``, the webhook URL in the password field) co
     SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T000/B000/your-secret
     AIRFLOW_CONN_SLACK_ALERTS='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/..."}'
 
-Without one, each alert is written to the log as a warning instead, and nothing fails. The Slack provider and
+Without one, each alert is written to the log as a warning instead, and nothing fails. A failure owned by one
+dbt group goes to that group's own webhook, the connection ``slack_alerts_<group>`` (e.g.
+``AIRFLOW_CONN_SLACK_ALERTS_CORE``), when it exists (``connection_for``). The Slack provider and
 the retry policy (``include.alerts.slack_retry``, which imports slack_sdk) are imported only when an alert is
 sent, so parsing a DAG file never loads them.
 """
@@ -36,26 +38,54 @@ _slack_client_log.setLevel(logging.INFO)
 _slack_client_log.addFilter(RedactingFilter())
 
 
-def _slack_connection_available() -> bool:
-    """True when the ``slack_alerts`` connection exists (built from ``SLACK_WEBHOOK_URL`` when only that is set)."""
+# A group's connection id is slack_alerts_<group>: only names that make a valid AIRFLOW_CONN_* variable.
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_]{1,100}")
+
+
+def _connection_env(conn_id: str) -> str:
+    """The environment variable that defines connection ``conn_id`` (``AIRFLOW_CONN_SLACK_ALERTS_CORE``)."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def how_to_set(conn_id: str) -> str:
+    """The variables that define connection ``conn_id``, for a message that says what to set."""
+    if conn_id == SLACK_CONN_ID:
+        return f"{settings.SLACK_WEBHOOK_URL.name} or {CONNECTION_ENV}"
+    return _connection_env(conn_id)
+
+
+def _slack_connection_available(conn_id: str = SLACK_CONN_ID) -> bool:
+    """True when connection ``conn_id`` exists with a webhook URL (``slack_alerts`` is built from
+    ``SLACK_WEBHOOK_URL`` when only that is set)."""
     webhook = settings.SLACK_WEBHOOK_URL.value()
-    if webhook:
+    if webhook and conn_id == SLACK_CONN_ID:
         # Astro's .env and `make up` both pass the bare URL; Airflow reads AIRFLOW_CONN_* from the environment.
         os.environ.setdefault(CONNECTION_ENV, json.dumps({"conn_type": "slackwebhook", "password": webhook}))
     try:
         from airflow.sdk import BaseHook
 
-        connection = BaseHook.get_connection(SLACK_CONN_ID)
+        connection = BaseHook.get_connection(conn_id)
     except Exception as error:
-        log.debug("No Slack connection %r: %s", SLACK_CONN_ID, redact(str(error)))
+        log.debug("No Slack connection %r: %s", conn_id, redact(str(error)))
         return False
     register_secret(connection.password)
     register_secret(connection.host)
     return bool(connection.password and connection.password.strip())
 
 
-def send_alert(text: str) -> bool:
-    """Post ``text`` (Slack mrkdwn) to the ``slack_alerts`` webhook; True when Slack accepted it.
+def connection_for(group: str | None) -> str:
+    """Where an alert about dbt group ``group`` goes: ``slack_alerts_<group>`` when that connection exists, else
+    ``slack_alerts`` (also for no group). Never raises."""
+    if group and _GROUP_NAME.fullmatch(group):
+        conn_id = f"{SLACK_CONN_ID}_{group}"
+        if _slack_connection_available(conn_id):
+            return conn_id
+        log.debug("No Slack connection %r for group %r; the alert goes to %r", conn_id, group, SLACK_CONN_ID)
+    return SLACK_CONN_ID
+
+
+def send_alert(text: str, conn_id: str = SLACK_CONN_ID) -> bool:
+    """Post ``text`` (Slack mrkdwn) to the webhook of connection ``conn_id``; True when Slack accepted it.
 
     Never raises. Retries 429, 5xx and timeouts with a growing pause (``GREENERY_SLACK_RETRIES``,
     ``GREENERY_SLACK_BACKOFF_SECONDS``, ``GREENERY_SLACK_TIMEOUT_SECONDS``); when Slack still refuses, or no
@@ -63,12 +93,11 @@ def send_alert(text: str) -> bool:
     """
     text = fit(redact(text), MAX_MESSAGE_CHARS)
     try:
-        if not _slack_connection_available():
+        if not _slack_connection_available(conn_id):
             log.warning(
-                "No Slack connection %r (set %s or %s); the alert would have said:\n%s",
-                SLACK_CONN_ID,
-                settings.SLACK_WEBHOOK_URL.name,
-                CONNECTION_ENV,
+                "No Slack connection %r (set %s); the alert would have said:\n%s",
+                conn_id,
+                how_to_set(conn_id),
                 text,
             )
             return False
@@ -77,7 +106,7 @@ def send_alert(text: str) -> bool:
         from include.alerts.slack_retry import TransientSlackErrors
 
         hook = SlackWebhookHook(
-            slack_webhook_conn_id=SLACK_CONN_ID,
+            slack_webhook_conn_id=conn_id,
             timeout=int(settings.SLACK_TIMEOUT_SECONDS.value()),
             retry_handlers=[
                 TransientSlackErrors(settings.SLACK_RETRIES.value(), settings.SLACK_BACKOFF_SECONDS.value())
@@ -93,7 +122,7 @@ def send_alert(text: str) -> bool:
             text,
         )
         return False
-    log.info("Slack alert sent: %s", shorten(text.splitlines()[0], 200))
+    log.info("Slack alert sent to %r: %s", conn_id, shorten(text.splitlines()[0], 200))
     return True
 
 
@@ -108,19 +137,18 @@ class Attempt:
     retry_after: float | None = None
 
 
-def post(text: str, timeout: float) -> Attempt:
-    """One POST of ``text`` to the ``slack_alerts`` webhook, no retries, within ``timeout`` seconds. Never raises."""
-    if not _slack_connection_available():
-        return Attempt("refused", f"no Slack connection {SLACK_CONN_ID!r} (set {settings.SLACK_WEBHOOK_URL.name})")
+def post(text: str, timeout: float, conn_id: str = SLACK_CONN_ID) -> Attempt:
+    """One POST of ``text`` to the webhook of connection ``conn_id``, no retries, within ``timeout`` seconds.
+    Never raises."""
+    if not _slack_connection_available(conn_id):
+        return Attempt("refused", f"no Slack connection {conn_id!r} (set {how_to_set(conn_id)})")
     try:
         from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-        hook = SlackWebhookHook(
-            slack_webhook_conn_id=SLACK_CONN_ID, timeout=max(1, int(timeout)), logger=_slack_client_log
-        )
+        hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=max(1, int(timeout)), logger=_slack_client_log)
         client = hook.client
         if not _well_formed(client.url):
-            return Attempt("refused", f"the {SLACK_CONN_ID!r} webhook URL is malformed (want https://host/path)")
+            return Attempt("refused", f"the {conn_id!r} webhook URL is malformed (want https://host/path)")
         response = client.send(text=text, unfurl_links=False, unfurl_media=False)
     except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
         return Attempt("retry", shorten(redact(f"{type(error).__name__}: {error}"), 300))

@@ -138,6 +138,30 @@ def create_statement(table: Table, schema: str) -> sql.Composed:
     )
 
 
+def add_missing_columns(cursor: Any, table: Table, schema: str) -> None:
+    """Add the columns of ``table`` that its copy in ``schema`` lacks (a table created by an older version). The
+    table is altered only when a column is missing: ``alter table`` takes a lock that waits for every reader. A
+    column added this way needs a default or must allow null."""
+    cursor.execute(
+        "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+        (schema, table.name),
+    )
+    present = {row[0] for row in cursor.fetchall()}
+    missing = [(name, column_type) for name, column_type in table.columns if name not in present]
+    if present and missing:
+        cursor.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+        cursor.execute(
+            sql.SQL("alter table {}.{} {}").format(
+                sql.Identifier(schema),
+                sql.Identifier(table.name),
+                sql.SQL(", ").join(
+                    sql.SQL("add column if not exists {} {}").format(sql.Identifier(name), sql.SQL(column_type))
+                    for name, column_type in missing
+                ),
+            )
+        )
+
+
 def upsert_statement(table: Table, values: str = "%s") -> sql.Composed:
     """``insert ... on conflict (key) do update`` of every column of ``table``: a repeated upload of the same
     invocation replaces its rows instead of adding more. ``values`` is what stands after VALUES (``%s`` for

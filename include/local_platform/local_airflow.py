@@ -162,12 +162,23 @@ def airflow_env(port: int) -> dict[str, str]:
         # The live shop simulator DAG exists only on this local platform, never in production.
         "GREENERY_DEV_SIMULATOR": "1" if simulator else "0",
     }
+    env.update(slack_connections(user_settings))
+    return env
+
+
+def slack_connections(user_settings: dict[str, str]) -> dict[str, str]:
+    """The Slack connections of ``.env`` and the environment: ``slack_alerts`` (or its ``SLACK_WEBHOOK_URL``) and
+    each dbt group's ``slack_alerts_<group>`` (dbt/greenery/README.md, "Owners and alerts")."""
+    connections = {
+        key: value
+        for key, value in user_settings.items()
+        if key == "AIRFLOW_CONN_SLACK_ALERTS" or key.startswith("AIRFLOW_CONN_SLACK_ALERTS_")
+        if value
+    }
     webhook = settings.SLACK_WEBHOOK_URL.value(user_settings)
     if webhook and "AIRFLOW_CONN_SLACK_ALERTS" not in user_settings:
-        env["AIRFLOW_CONN_SLACK_ALERTS"] = json.dumps({"conn_type": "slackwebhook", "password": webhook})
-    if user_settings.get("AIRFLOW_CONN_SLACK_ALERTS"):
-        env["AIRFLOW_CONN_SLACK_ALERTS"] = user_settings["AIRFLOW_CONN_SLACK_ALERTS"]
-    return env
+        connections["AIRFLOW_CONN_SLACK_ALERTS"] = json.dumps({"conn_type": "slackwebhook", "password": webhook})
+    return connections
 
 
 def _session_of(pid: int) -> int | None:

@@ -81,6 +81,32 @@ def test_the_try_says_when_no_retry_follows_although_tries_are_left() -> None:
     assert dataclasses.replace(three_tries, try_number=3, not_retried=True).try_text() == "try 3 of 3"
 
 
+def test_owners_are_mentioned_under_the_header_as_slack_renders_them(build: DbtInvocation) -> None:
+    owners = ["U0GREENCORE", "W0GREENDATA", "S0GREENPROD", "Reports & dashboards", "<!channel>", "u0greencore"]
+
+    text = messages.failure_message(FACTS, [build], owners=owners)
+
+    header, owners_line, *_ = text.splitlines()
+    assert header == ":red_circle: *Failed:* `greenery_daily` › `models.orders_clean_test`"
+    # A member id is an @-mention, a user-group id the group's mention, anything else plain text: markup
+    # written into an owner (a channel-wide ping) is shown, not obeyed.
+    assert owners_line == (
+        "Owners: <@U0GREENCORE>, <@W0GREENDATA>, <!subteam^S0GREENPROD>, Reports &amp; dashboards, "
+        "&lt;!channel&gt;, u0greencore"
+    )
+    assert "Owners:" not in messages.failure_message(FACTS, [build])
+
+
+def test_many_owners_are_counted_and_a_long_message_keeps_them(build: DbtInvocation) -> None:
+    owners = [f"U0OWNER{number:04d}" for number in range(messages.MAX_OWNERS_LISTED + 3)]
+    huge = [dataclasses.replace(result, message="x" * 5000) for result in build.results if result.is_failed] * 20
+
+    text = messages.failure_message(FACTS, [dataclasses.replace(build, results=tuple(huge))], owners=owners)
+
+    assert len(text) <= messages.MAX_MESSAGE_CHARS
+    assert text.splitlines()[1].endswith("<@U0OWNER0009>, and 3 more")
+
+
 def test_a_failed_model_shows_the_first_lines_of_its_error_escaped_for_slack(build: DbtInvocation) -> None:
     text = messages.failure_message(FACTS, [build])
 

@@ -1,5 +1,5 @@
 """End to end through the real greenery_daily DAG: bad raw rows make a data test fail, and Slack (a local
-server) gets exactly one message naming the test, its failing rows and the task's log.
+server) gets exactly one message naming the test, its failing rows, its owner and the task's log.
 
 One DAG run with the DAG's own ``dag.test()`` harness (tests/e2e/conftest.py): ``validate_params`` (whose
 validated window every dbt task reads) and the source-test task of ``promos`` run for real; every other task is
@@ -65,6 +65,9 @@ def test_a_failing_data_test_sends_exactly_one_message(failed_daily_run) -> None
 
     [message] = slack.delivered
     assert message.startswith(f":red_circle: *Failed:* `greenery_daily` › `{FAILING_TASK}`")
+    # The raw tables' owner (meta.owner of the source in dbt/greenery), mentioned in Slack; sources have no
+    # dbt group, so the alert went to slack_alerts.
+    assert message.splitlines()[1] == "Owners: <@U0GREENDATA>"
     assert (
         "• test `source_not_negative_greenery_promos_discount` on `greenery.promos.discount`: *3 rows failed the test*"
     ) in message

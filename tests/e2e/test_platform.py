@@ -140,9 +140,20 @@ def _restart_the_warehouse(local_platform: dict[str, Any]) -> None:
     assert started.returncode == 0, started.stdout + started.stderr
 
 
-def _wait_for_a_dbt_connection(local_platform: dict[str, Any], timeout: float = 60) -> None:
-    """Until dbt holds a connection to the warehouse (its queries carry dbt's comment), so that the restart cuts a
-    dbt command in the middle; gives up quietly after ``timeout``."""
+def _lock_the_raw_tables(local_platform: dict[str, Any]) -> Any:
+    """A session that holds every raw table locked (access exclusive) until the restart cuts it: each dbt query
+    that still has to read raw data (freshness, source tests, staging views, snapshots) waits on it, so the
+    restart is sure to cut dbt in the middle of a query."""
+    conn = _warehouse(local_platform)
+    with conn.cursor() as cur:
+        cur.execute("select string_agg(format('raw.%I', tablename), ', ') from pg_tables where schemaname = 'raw'")
+        cur.execute(f"lock table {cur.fetchone()[0]} in access exclusive mode")
+    return conn  # the transaction stays open
+
+
+def _dbt_nodes_waiting_on_the_lock(local_platform: dict[str, Any], timeout: float = 15 * 60) -> set[str]:
+    """The dbt nodes whose queries wait on the raw tables' lock, once there is one (their query comment names
+    them: dbt's query comment carries the node id)."""
     conn = _warehouse(local_platform)
     conn.autocommit = True  # each poll sees pg_stat_activity afresh
     try:
@@ -150,25 +161,28 @@ def _wait_for_a_dbt_connection(local_platform: dict[str, Any], timeout: float = 
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 cur.execute(
-                    "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+                    "select query from pg_stat_activity where wait_event_type = 'Lock' and query like %s",
                     ('%"app": "dbt"%',),
                 )
-                if cur.fetchone()[0]:
-                    return
-                time.sleep(0.1)
+                nodes = set()
+                for (query,) in cur.fetchall():
+                    comment = json.loads(query[query.index("/*") + 2 : query.index("*/")])
+                    nodes.add(comment.get("node_id", "?"))
+                if nodes:
+                    return nodes
+                time.sleep(0.5)
     finally:
         conn.close()
+    raise AssertionError("no dbt query waited on the locked raw tables within 15 minutes")
 
 
 @pytest.fixture(scope="module")
 def restart(api: AirflowApi, local_platform: dict[str, Any]) -> dict[str, Any]:
-    """The scheduled daily run and an hourly run triggered by hand next to it; once at least two dbt tasks of
-    the daily run are running, the cluster restarts under them. Returns the runs as they were started, the tasks
-    that were running, and when the cluster came back."""
-    runs = {
-        DAILY: _scheduled_daily_run(api),
-        HOURLY: api.post(f"/api/v2/dags/{HOURLY}/dagRuns", {"logical_date": None}),
-    }
+    """The scheduled daily run and an hourly run triggered by hand next to it. Once at least two dbt tasks of the
+    daily run are running, the raw tables are locked and the hourly run starts; once a dbt query waits on the
+    lock, the cluster restarts under them. Returns the runs as they were started, the tasks that were running,
+    the dbt nodes whose queries the restart cut, and when the cluster came back."""
+    runs = {DAILY: _scheduled_daily_run(api)}
     deadline = time.monotonic() + 15 * 60
     while True:
         running = [
@@ -180,9 +194,15 @@ def restart(api: AirflowApi, local_platform: dict[str, Any]) -> dict[str, Any]:
             break
         assert time.monotonic() < deadline, "no two dbt tasks of the daily run ran at once within 15 minutes"
         time.sleep(1)
-    _wait_for_a_dbt_connection(local_platform)
-    _restart_the_warehouse(local_platform)
-    return {"runs": runs, "running": running, "back_at": dt.datetime.now(dt.UTC)}
+    lock = _lock_the_raw_tables(local_platform)
+    try:
+        # Started after the lock: its snapshots read raw tables, so at least they wait on it.
+        runs[HOURLY] = api.post(f"/api/v2/dags/{HOURLY}/dagRuns", {"logical_date": None})
+        waiting = _dbt_nodes_waiting_on_the_lock(local_platform)
+        _restart_the_warehouse(local_platform)  # cuts the lock's session too
+    finally:
+        lock.close()
+    return {"runs": runs, "running": running, "waiting": waiting, "back_at": dt.datetime.now(dt.UTC)}
 
 
 @pytest.fixture(scope="module")
@@ -347,16 +367,16 @@ def test_a_warehouse_restart_in_the_middle_of_the_runs_is_ridden_out_with_no_row
 ) -> None:
     assert {run["state"] for run in runs.values()} == {"success"}, _summary(api, runs)
 
-    # A dbt task whose connection the restart cut was retried, tests included. Whether a command was between
-    # queries at that moment is timing, so it is not asserted here; tests/dags/test_retries.py cuts a real
-    # query on purpose and checks the retry verdict.
+    # The restart cut the queries that waited on the locked raw tables: their tasks failed that try and were
+    # retried (a test only because its connection dropped: include.dbt_tasks.retries), then succeeded.
     retried = {
         f"{dag_id}.{ti['task_id']}": ti["try_number"]
         for dag_id, run in runs.items()
         for ti in api.task_instances(dag_id, run["dag_run_id"])
         if ti["try_number"] > 1
     }
-    print(f"restarted while {restart['running']} ran; tasks that needed more than one try: {retried}")
+    assert retried, f"no task was retried although the restart cut {sorted(restart['waiting'])}"
+    print(f"restart cut {sorted(restart['waiting'])} while {restart['running']} ran; retried: {retried}")
 
     # Airflow's components that lost their database exited, and supervisord started them again.
     log = (Path(local_platform["local_dir"]) / "airflow" / "logs" / "supervisord.log").read_text()
