@@ -48,6 +48,8 @@ PROJECT_STATES = Table(
 )
 # What a run built when it may leave its state: everything, or everything that had changed.
 STATE_MODES = ("all", "changed")
+# States kept per DAG: only the newest is compared with; a few more say what the recent baselines were.
+KEEP_STATES = 7
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def _freshness_of_run(cursor: Any, dag_id: str, run_id: str) -> dict[str, str]:
 
 
 def store_state(connection: Any, dag_id: str, run_id: str, mode: str, manifest: str) -> None:
-    """Keep ``manifest`` and the run's freshness results as the state of ``run_id`` (again: replaced)."""
+    """Keep ``manifest`` and the run's freshness results as the state of ``run_id`` (again: replaced), and
+    only the newest ``KEEP_STATES`` states of the DAG."""
     ensure_table(connection)
     with connection.cursor() as cursor:
         loaded_at = _freshness_of_run(cursor, dag_id, run_id)
@@ -98,6 +101,14 @@ def store_state(connection: Any, dag_id: str, run_id: str, mode: str, manifest: 
                 "source_loaded_at = excluded.source_loaded_at, recorded_at = now()"
             ).format(table=_table()),
             (dag_id, run_id, mode, manifest, Json(loaded_at)),
+        )
+        # A manifest is about a megabyte: a daily run would otherwise add a third of a gigabyte a year.
+        cursor.execute(
+            sql.SQL(
+                "delete from {table} where dag_id = %s and run_id not in ("
+                "select run_id from {table} where dag_id = %s order by recorded_at desc limit %s)"
+            ).format(table=_table()),
+            (dag_id, dag_id, KEEP_STATES),
         )
     connection.commit()
 

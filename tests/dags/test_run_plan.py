@@ -250,3 +250,13 @@ def test_only_fresher_picks_the_raw_tables_whose_newest_row_is_newer_than_the_st
         },
     )
     assert project_state.fresher_sources(history, state, manifest) == ["source.greenery.greenery.events"]
+
+
+def test_only_the_newest_states_are_kept(history) -> None:
+    for day in range(1, project_state.KEEP_STATES + 3):
+        project_state.store_state(history, DAILY, f"scheduled__2024-03-{day:02d}", "all", "{}")
+    with history.cursor() as cursor:
+        cursor.execute("select run_id from dbt_meta.project_states order by recorded_at")
+        kept = [run_id for (run_id,) in cursor.fetchall()]
+    assert kept == [f"scheduled__2024-03-{day:02d}" for day in range(3, project_state.KEEP_STATES + 3)]
+    assert project_state.latest_state(history, DAILY).run_id == kept[-1]

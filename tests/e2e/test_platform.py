@@ -340,9 +340,10 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
             expect(form.get_by_role("checkbox", name="Full refresh")).to_be_visible()
             for label in ("Start date", "End date"):
                 expect(form.get_by_role("group").filter(has_text=label)).to_be_visible()
-            # A dbt node selection, a rerun of what failed, only what changed.
-            for label in ("Select", "Exclude", "Rerun failed of", "Only"):
+            # A dbt node selection, a rerun of what failed, and only what changed (a list of three choices).
+            for label in ("Select", "Exclude", "Rerun failed of"):
                 expect(form.get_by_text(label, exact=True).first).to_be_visible()
+            expect(form.get_by_role("combobox", name="Only")).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "3-trigger-form.png")
             page.keyboard.press("Escape")
 
