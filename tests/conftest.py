@@ -151,6 +151,20 @@ def warehouse_connection_json(env: dict[str, str]) -> str:
     )
 
 
+def query_rows(env: dict[str, str], query: str) -> list[tuple]:
+    """The rows ``query`` returns from the test database that the libpq variables ``env`` name (none for a
+    statement), committed."""
+    connection = psycopg2.connect(
+        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
+    )
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
 def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m <module> <args>`` the way the Makefile does; returns the finished process."""
     return subprocess.run(

@@ -31,7 +31,8 @@ from psycopg2 import sql
 from include import settings
 from include.alerts.messages import MAX_MESSAGE_CHARS, fit
 from include.alerts.slack import Attempt, how_to_set, post, send_alert
-from include.history.store import Table, add_missing_columns, create_statement, meta_schema, warehouse_connection
+from include.history import store
+from include.history.store import Table, meta_schema, warehouse_connection
 from include.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,7 @@ def _table() -> sql.Composed:
 
 
 def ensure_table(connection: Any) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(meta_schema())))
-        cursor.execute(create_statement(OUTBOX, meta_schema()))
-        add_missing_columns(cursor, OUTBOX, meta_schema())
-    connection.commit()
+    store.ensure_table(connection, OUTBOX)
 
 
 def raise_alert(alert_id: str, kind: str, text: str, conn_id: str = settings.SLACK_CONN_ID) -> None:

@@ -30,7 +30,8 @@ from psycopg2 import sql
 from psycopg2.extras import Json
 
 from include import settings
-from include.history.store import Table, create_statement, meta_schema, warehouse_connection
+from include.history import store
+from include.history.store import Table, meta_schema, warehouse_connection
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,7 @@ def _table() -> sql.Composed:
 
 
 def ensure_table(connection: Any) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(meta_schema())))
-        cursor.execute(create_statement(PROJECT_STATES, meta_schema()))
-    connection.commit()
+    store.ensure_table(connection, PROJECT_STATES)
 
 
 def _freshness_of_run(cursor: Any, dag_id: str, run_id: str) -> dict[str, str]:

@@ -138,6 +138,17 @@ def create_statement(table: Table, schema: str) -> sql.Composed:
     )
 
 
+def ensure_table(connection: Any, table: Table, schema: str | None = None) -> None:
+    """Create ``table`` (and its schema) if missing, add the columns an older copy lacks, and commit: for the
+    tables that live beside the run history (the alert outbox, the project states)."""
+    schema = schema or meta_schema()
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        cursor.execute(create_statement(table, schema))
+        add_missing_columns(cursor, table, schema)
+    connection.commit()
+
+
 def add_missing_columns(cursor: Any, table: Table, schema: str) -> None:
     """Add the columns of ``table`` that its copy in ``schema`` lacks (a table created by an older version). The
     table is altered only when a column is missing: ``alter table`` takes a lock that waits for every reader. A

@@ -10,13 +10,12 @@ import json
 import logging
 import time
 
-import psycopg2
 import pytest
 from slack_stub import Reply, SlackWebhookStub
 
 from include.alerts import outbox
 from include.alerts.delivery import AlertDeliveryTrigger
-from tests.conftest import warehouse_connection_json
+from tests.conftest import query_rows, warehouse_connection_json
 
 TEXT = ":red_circle: *Failed:* `greenery_daily` › `models.stg_greenery__orders`"
 
@@ -29,20 +28,8 @@ def warehouse(fresh_database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     return env
 
 
-def _sql(env: dict[str, str], query: str) -> list[tuple]:
-    connection = psycopg2.connect(
-        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
-    )
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(query)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
-
-
 def _rows(env: dict[str, str]) -> list[tuple]:
-    return _sql(
+    return query_rows(
         env,
         "select alert_id, state, attempts, next_attempt_at > now() + interval '60 seconds' "
         "from dbt_meta.alert_outbox order by created_at",
@@ -50,7 +37,7 @@ def _rows(env: dict[str, str]) -> list[tuple]:
 
 
 def _time_passes(env: dict[str, str]) -> None:
-    _sql(env, "update dbt_meta.alert_outbox set next_attempt_at = now() where state <> 'sent'")
+    query_rows(env, "update dbt_meta.alert_outbox set next_attempt_at = now() where state <> 'sent'")
 
 
 def test_the_in_task_try_fits_in_what_airflow_gives_a_task_process_after_it_ends() -> None:

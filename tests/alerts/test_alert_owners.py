@@ -19,14 +19,13 @@ import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from slack_stub import Reply, SlackWebhookStub
 
 from include import settings
 from include.alerts import callbacks, outbox, owners
 from include.history.artifacts import DbtInvocation, read_invocations
-from tests.conftest import FIXTURE_PROJECT, warehouse_connection_json
+from tests.conftest import FIXTURE_PROJECT, query_rows, warehouse_connection_json
 from tests.dags.conftest import dbt_manifest  # noqa: F401  (shared session fixture)
 
 ORDERS_TEAM = "<!subteam^S0SHOPORDRS>"  # group orders: orders_clean and its tests
@@ -117,20 +116,8 @@ def _only(invocation: DbtInvocation, *failed_names: str) -> DbtInvocation:
     return dataclasses.replace(invocation, results=results)
 
 
-def _sql(env: dict[str, str], query: str) -> list[tuple]:
-    connection = psycopg2.connect(
-        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
-    )
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(query)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
-
-
 def _outbox(env: dict[str, str]) -> list[tuple]:
-    return _sql(env, "select conn_id, state from dbt_meta.alert_outbox order by created_at")
+    return query_rows(env, "select conn_id, state from dbt_meta.alert_outbox order by created_at")
 
 
 def test_a_failed_test_mentions_its_models_group_in_the_groups_own_channel(
@@ -209,7 +196,9 @@ def test_an_alert_slack_did_not_take_is_delivered_later_to_the_same_group_connec
     _fail([_only(build, "not_null_orders_clean_order_total")])
     assert orders.delivered == [] and _outbox(warehouse) == [("slack_alerts_orders", "pending")]
 
-    _sql(warehouse, "update dbt_meta.alert_outbox set next_attempt_at = now()")  # time passes: the next try is due
+    query_rows(
+        warehouse, "update dbt_meta.alert_outbox set next_attempt_at = now()"
+    )  # time passes: the next try is due
     assert outbox.deliver_pending() == {"sent": 1, "pending": 0, "failed": 0}
 
     [text] = orders.delivered
@@ -265,7 +254,7 @@ def test_an_outbox_from_before_routing_gets_its_connection_column_and_old_alerts
     warehouse, slack
 ) -> None:
     # The table as the release before per-group routing created it, with an alert Slack had not taken yet.
-    _sql(
+    query_rows(
         warehouse,
         """
         create schema dbt_meta;
