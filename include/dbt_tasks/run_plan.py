@@ -139,7 +139,8 @@ def _only(window: RunWindow, only: str, select: list[str], exclude: list[str], r
                 f"is none yet: run once with only=all (the scheduled run does), then use only={only}."
             )
         if only == "fresher":
-            grown = project_state.fresher_sources(connection, state, project_state.read_manifest())
+            manifest = project_state.read_manifest()
+            grown = project_state.fresher_sources(connection, state, manifest)
     finally:
         connection.close()
 
@@ -150,7 +151,7 @@ def _only(window: RunWindow, only: str, select: list[str], exclude: list[str], r
         what = f"changed since run {state.run_id}"
         empty = f"nothing changed since run {state.run_id}: no model, snapshot or test to build"
     else:
-        sources = rerun.criteria(project_state.read_manifest(), grown)  # source:greenery.orders+ for each
+        sources = rerun.criteria(manifest, grown)  # source:greenery.orders+ for each
         chosen = _selection(sources, exclude) if sources else []
         what = "downstream of " + ", ".join(source.removeprefix("source:").removesuffix("+") for source in sources)
         empty = f"no raw table received rows since run {state.run_id}: nothing to build"
@@ -158,6 +159,11 @@ def _only(window: RunWindow, only: str, select: list[str], exclude: list[str], r
         chosen = sorted(set(chosen) & set(_selection(select, [])))
         what += f", within {describe(select, [])}"
     if not any(uid.split(".")[0] in ("model", "snapshot") for uid in chosen):
+        if chosen:  # a test's task runs with its model: tests alone have no task of their own to run
+            empty = (
+                f"only data tests changed since run {state.run_id} ({len(chosen)}): they run with their models, "
+                "so select those models to run them"
+            )
         return _nothing(window, empty)
     # A green run that built everything that changed leaves a state as good as a full run's.
     mode = "changed" if only == "changed" and not select and not exclude else None
