@@ -23,10 +23,6 @@ from include.history.store import meta_schema
 LATEST = "latest"
 
 
-class NothingToRerun(Exception):
-    """The earlier run had no failed node; the message says which run."""
-
-
 def latest_run(connection: Any, dag_id: str, current_run_id: str) -> str | None:
     """The newest run of ``dag_id`` other than ``current_run_id`` that ran a dbt command, by its first one."""
     with connection.cursor() as cursor:

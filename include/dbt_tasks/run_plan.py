@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from include.dbt_tasks import project_state, rerun
-from include.dbt_tasks.params import InvalidParams, RunWindow, with_selection
+from include.dbt_tasks.params import PARAMS, InvalidParams, RunWindow, with_selection
 from include.dbt_tasks.selection import InvalidSelection, criteria, describe, resolve, task_nodes
 
 log = logging.getLogger(__name__)
 
-ONLY = ("all", "changed", "fresher")
+# The form's choices (Airflow already refuses others when the run is created; a raw API call may not).
+ONLY = tuple(PARAMS["only"].schema["enum"])
 
 
 @dataclass(frozen=True)
