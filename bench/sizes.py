@@ -10,6 +10,7 @@ from typing import Any
 MODES: dict[str, dict[str, str]] = {
     "local": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "1"},
     "watcher": {"GREENERY_COSMOS_EXECUTION_MODE": "watcher", "GREENERY_PRELOAD_DBT": "1"},
+    "producer": {"GREENERY_COSMOS_EXECUTION_MODE": "producer", "GREENERY_PRELOAD_DBT": "1"},
     "local-stock": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "0"},
 }
 
@@ -44,7 +45,7 @@ FULL = Size(
     parse_warm_runs=10,
     overhead_scale=10,
     overhead_pairs=3,
-    overhead_modes=("local", "watcher"),
+    overhead_modes=("producer", "local", "watcher"),
     overhead_dag="greenery_daily",
     scaling_scales=(1, 10, 100, 1000),
     load_scale=100,

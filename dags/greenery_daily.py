@@ -56,3 +56,5 @@ with DAG(
     snapshots = steps.snapshot_group(DBT_ARGS, selectable=True)
     steps.freshness_then_snapshots(validated, freshness, snapshots)
     snapshots >> steps.model_group(DBT_ARGS, selectable=True) >> steps.docs_generate(DAG_ID, DBT_ARGS, selectable=True)
+    # GREENERY_COSMOS_EXECUTION_MODE=producer: one dbt process runs every step; the tasks above show its results.
+    steps.one_dbt_process(validated, DBT_ARGS, selectable=True)

@@ -32,4 +32,4 @@ with DAG(
     doc_md=__doc__,
     tags=["greenery", "dbt", "hourly"],
 ):
-    steps.snapshot_group()
+    steps.one_dbt_process(steps.snapshot_group())

@@ -212,7 +212,11 @@ DAILY_DEADLINE_MINUTES = _declare(
     high=24 * 60,
 )
 COSMOS_EXECUTION_MODE = _declare(
-    "GREENERY_COSMOS_EXECUTION_MODE", "local", "Cosmos execution mode", kind="choice", choices=("local", "watcher")
+    "GREENERY_COSMOS_EXECUTION_MODE",
+    "local",
+    "Cosmos execution mode",
+    kind="choice",
+    choices=("local", "watcher", "producer"),
 )
 DBT_THREADS = _declare(
     "GREENERY_DBT_THREADS", "4", "dbt threads per dbt command (plain dbt reads it too)", kind="int", low=1, high=64

@@ -17,11 +17,11 @@ from cosmos.profiles.postgres.user_pass import PostgresUserPasswordProfileMappin
 
 from include import settings
 
-# LOCAL (the default, ``include.settings.COSMOS_EXECUTION_MODE``) runs one dbt command per task in the task's
-# own process, so every node keeps its own task, retry, log and alert every time. WATCHER (one producer
-# `dbt build`, the node tasks as deferrable sensors) is selectable; why it is not the default, with the
-# measurements: bench/RESULTS.md.
-_EXECUTION_MODES = {"local": ExecutionMode.LOCAL, "watcher": ExecutionMode.WATCHER}
+# LOCAL runs one dbt command per task in the task's own process. WATCHER is Cosmos' producer `dbt build` with
+# the node tasks as deferrable sensors. PRODUCER (ours, include/dbt_tasks/producer.py) renders the LOCAL tasks
+# and runs the run's dbt commands in one process beside them, the node tasks ending in the triggerer. The
+# default and why: bench/RESULTS.md.
+_EXECUTION_MODES = {"local": ExecutionMode.LOCAL, "watcher": ExecutionMode.WATCHER, "producer": ExecutionMode.LOCAL}
 
 # One slot, shared by every snapshot task of every DAG: two `dbt snapshot` commands on one table at the same
 # time can both close the current row and insert duplicate current versions.
@@ -37,6 +37,11 @@ DBT_TARGET_NAME = "airflow"
 def execution_mode() -> ExecutionMode:
     """The Cosmos execution mode chosen by ``GREENERY_COSMOS_EXECUTION_MODE``."""
     return _EXECUTION_MODES[settings.COSMOS_EXECUTION_MODE.value()]
+
+
+def uses_producer() -> bool:
+    """True in the ``producer`` mode: one dbt process per DAG run (``include.dbt_tasks.producer``)."""
+    return settings.COSMOS_EXECUTION_MODE.value() == "producer"
 
 
 def dbt_threads() -> int:

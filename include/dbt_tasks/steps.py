@@ -31,6 +31,7 @@ from include.dbt_tasks.cosmos_config import (
     SNAPSHOT_POOL,
     profile_config,
     render_config,
+    uses_producer,
 )
 from include.dbt_tasks.docs import publish_docs
 from include.dbt_tasks.retries import CALLBACK as FAIL_UNLESS_CONNECTION_DROPPED
@@ -276,3 +277,36 @@ def freshness_then_snapshots(validated: BaseOperator, freshness: BaseOperator, s
         validated >> snapshots
     for root in snapshots.roots:
         root.trigger_rule = TriggerRule.ALL_SUCCESS if blocks else TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+
+
+def one_dbt_process(
+    anchor: BaseOperator | TaskGroup, operator_args: dict[str, Any] | None = None, selectable: bool = False
+) -> BaseOperator | None:
+    """In the ``producer`` execution mode, run the dbt steps of ``anchor``'s DAG in one process, in the task
+    ``dbt_build``, and make every dbt task of the DAG follow it (``include.dbt_tasks.producer``); in the other
+    modes, nothing. ``anchor`` is the task the producer runs after (``validate_params``), or a group of the DAG.
+    ``operator_args``' ``vars`` and ``full_refresh`` are handed to dbt as in the node tasks."""
+    if not uses_producer():
+        return None
+    from include.dbt_tasks.producer import PRODUCER_TASK_ID, DbtProducerOperator, follow_producer
+
+    anchor = getattr(anchor, "operator", anchor)  # the task behind a TaskFlow call's XComArg
+    dag = anchor.dag
+    followers = follow_producer(dag.tasks, selectable)
+    args = operator_args or {}
+    producer = DbtProducerOperator(
+        task_id=PRODUCER_TASK_ID,
+        dag=dag,
+        steps=tuple({follower.step for follower in followers}),
+        dbt_vars=args.get("vars"),
+        full_refresh=args.get("full_refresh", False),
+        selectable=selectable,
+        cache_name=f"{dag.dag_id}__{PRODUCER_TASK_ID}",
+        # It runs the snapshots: it holds the one slot for all of its run, so snapshots never overlap.
+        pool=SNAPSHOT_POOL,
+        doc_md="All of this run's dbt commands in one dbt process; each node task shows its node's result "
+        "(include/dbt_tasks/producer.py).",
+    )
+    if isinstance(anchor, BaseOperator):
+        anchor >> producer
+    return producer

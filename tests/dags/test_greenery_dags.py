@@ -308,3 +308,49 @@ def test_alerts_and_run_history_are_wired_into_every_dbt_task(daily, hourly) -> 
             assert RECORD_DBT_RESULTS in callbacks, task.task_id
     assert publish_docs in daily.get_task("docs_generate").callback
     assert daily.deadline, "greenery_daily has no deadline alert"
+
+
+_STRUCTURE = (
+    "import json\n"
+    "from airflow.dag_processing.dagbag import DagBag\n"
+    f"bag = DagBag(dag_folder={str(DAGS_DIR)!r})\n"
+    "assert not bag.import_errors, bag.import_errors\n"
+    "out = {}\n"
+    "for dag_id in ('greenery_daily', 'greenery_hourly_snapshot'):\n"
+    "    dag = bag.dags[dag_id]\n"
+    "    out[dag_id] = {t.task_id: {'up': sorted(t.upstream_task_ids), 'rule': str(t.trigger_rule),\n"
+    "        'pool': t.pool, 'assets': t.emit_datasets if hasattr(t, 'emit_datasets') else None,\n"
+    "        'from_trigger': bool(t.start_from_trigger),\n"
+    "        'trigger': (t.start_trigger_args.trigger_kwargs if t.start_trigger_args else None)} for t in dag.tasks}\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def test_producer_mode_keeps_every_node_task_and_starts_them_in_the_triggerer(dbt_manifest: Path) -> None:
+    from include.dbt_tasks.producer import PRODUCER_TASK_ID
+
+    rendered = {}
+    for mode in ("local", "producer"):
+        result = _parse_in_subprocess(_STRUCTURE, GREENERY_COSMOS_EXECUTION_MODE=mode)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rendered[mode] = json.loads(result.stdout.strip().splitlines()[-1])
+    for dag_id, local in rendered["local"].items():
+        producer = dict(rendered["producer"][dag_id])
+        built = producer.pop(PRODUCER_TASK_ID)
+        # The same tasks with the same dependencies, trigger rules, pools and assets: only the producer is new.
+        assert set(producer) == set(local)
+        for task_id, task in local.items():
+            same = {key: task[key] for key in ("up", "rule", "pool", "assets")}
+            assert {key: producer[task_id][key] for key in same} == same, task_id
+        assert built["pool"] == "dbt_snapshots"  # it runs the snapshots: they never overlap another DAG's
+        node_tasks = {task_id for task_id, task in producer.items() if task_id != "validate_params"}
+        assert {task_id for task_id, task in producer.items() if task["from_trigger"]} == node_tasks
+        assert not any(task["from_trigger"] for task in local.values())
+    daily = rendered["producer"]["greenery_daily"]
+    assert daily[PRODUCER_TASK_ID]["up"] == ["validate_params"]
+    # A model's test task waits for exactly the tests on that model; a two-model test has its own task.
+    tests = daily["models.fct_orders.test"]["trigger"]["nodes"]
+    assert tests and all(node.startswith("test.greenery.") and "fct_orders" in node for node in tests)
+    assert not any("relationships_fct_sessions_order_id" in node for node in tests)
+    assert daily["models.fct_orders.run"]["trigger"]["nodes"] == ["model.greenery.fct_orders"]
+    assert daily["source_freshness"]["trigger"]["nodes"] == []  # skipped only when the run builds nothing

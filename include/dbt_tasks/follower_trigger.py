@@ -1,0 +1,140 @@
+"""The trigger a node task of the ``producer`` execution mode starts in (``include.dbt_tasks.producer``).
+
+A node task never takes a worker while its dbt node succeeds: the scheduler hands it straight to the triggerer
+(``start_from_trigger``), this trigger waits for the producer task's result for it (an XCom the producer pushes
+as soon as dbt finished the task's nodes) and ends the task there (``TaskSuccessEvent`` / ``TaskSkippedEvent``).
+Only what needs a worker resumes on one (``resume_node_task``): a failure (so the task's log shows dbt's error, the
+alert goes out and a model retries), a retry or a clear (the node runs on its own), and a producer that ended
+without reaching the node.
+
+Kept free of dbt and Cosmos imports: the triggerer imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
+
+# The producer's task states after which it publishes nothing more (until it is cleared).
+PRODUCER_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+RESULT_KEY_PREFIX = "node_task_result:"
+# Outcomes a producer publishes for a node task.
+SUCCESS, FAILED, SKIPPED, NOT_RUN = "success", "failed", "skipped", "not_run"
+# What a resumed node task does (``producer.resume_node_task``).
+RUN_HERE, REPORT_FAILURE, PRODUCER_GONE = "run_here", "report_failure", "producer_gone"
+
+
+def result_key(task_id: str) -> str:
+    """The producer's XCom key for a node task's result."""
+    return RESULT_KEY_PREFIX + task_id
+
+
+class NodeResultTrigger(BaseTrigger):
+    """Waits for the producer's result for one node task and ends the task, or resumes it on a worker.
+
+    ``nodes`` are the task's dbt unique ids; with ``selectable``, a task whose nodes the run's selection left out
+    (``validate_params``' XCom) ends skipped at once.
+    """
+
+    def __init__(
+        self,
+        producer_task_id: str,
+        nodes: list[str],
+        selectable: bool = False,
+        validate_task_id: str | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.producer_task_id = producer_task_id
+        self.nodes = list(nodes)
+        self.selectable = selectable
+        self.validate_task_id = validate_task_id
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "producer_task_id": self.producer_task_id,
+                "nodes": self.nodes,
+                "selectable": self.selectable,
+                "validate_task_id": self.validate_task_id,
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+
+    async def _xcom(self, task_id: str, key: str) -> Any:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        ti = self.task_instance
+        return await asyncio.to_thread(
+            XCom.get_one, run_id=ti.run_id, key=key, task_id=task_id, dag_id=ti.dag_id, map_index=-1
+        )
+
+    async def _producer_state(self) -> str | None:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        ti = self.task_instance
+        states = await asyncio.to_thread(
+            RuntimeTaskInstance.get_task_states, dag_id=ti.dag_id, task_ids=[self.producer_task_id], run_ids=[ti.run_id]
+        )
+        state = (states.get(ti.run_id) or {}).get(self.producer_task_id)
+        return str(getattr(state, "value", state)) if state is not None else None
+
+    async def _left_out_of_selection(self) -> str | None:
+        if not self.selectable or not self.validate_task_id or not self.nodes:
+            return None
+        chosen = await self._xcom(self.validate_task_id, "return_value") or {}
+        selected = chosen.get("selected")
+        if selected is None or set(self.nodes) & set(selected):
+            return None
+        return f"Not in this run's selection ({chosen.get('selection_text')})."
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        ti = self.task_instance
+        reason = await self._left_out_of_selection()
+        if reason:
+            self.log.info(reason)
+            yield TaskSkippedEvent()
+            return
+        retried = (ti.try_number or 1) > 1
+        while True:
+            state = await self._producer_state()
+            done = state in PRODUCER_DONE
+            if retried and done:
+                # A retry or a clear: this node runs on its own, on a worker, whatever the producer did.
+                self.log.info("Try %s of this task: %s runs on a worker on its own.", ti.try_number, self.nodes)
+                yield TriggerEvent({"action": RUN_HERE})
+                return
+            # Before the producer runs, its XComs may still be those of a try that was cleared: never read them.
+            result = (
+                await self._xcom(self.producer_task_id, result_key(ti.task_id))
+                if state in ("running", *PRODUCER_DONE)
+                else None
+            )
+            if result and not retried:
+                outcome = result.get("outcome")
+                for line in result.get("log", []):
+                    self.log.info("%s", line)
+                if outcome == SUCCESS:
+                    yield TaskSuccessEvent()
+                    return
+                if outcome == SKIPPED:
+                    yield TaskSkippedEvent()
+                    return
+                if outcome == NOT_RUN:
+                    yield TriggerEvent({"action": RUN_HERE, "why": result.get("why")})
+                    return
+                yield TriggerEvent({"action": REPORT_FAILURE, "result": result})
+                return
+            if done:
+                if state == "skipped":
+                    self.log.info("The producer task %s was skipped: nothing to build.", self.producer_task_id)
+                    yield TaskSkippedEvent()
+                    return
+                yield TriggerEvent({"action": PRODUCER_GONE, "producer_state": state})
+                return
+            await asyncio.sleep(self.poll_seconds)
