@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,19 +179,20 @@ def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 60
     )
 
 
-@pytest.fixture(scope="session")
-def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
-    """What ``make up`` runs — warehouse, demo data, Airflow with the DAGs — in a private ``.local`` on free ports.
+@contextmanager
+def started_platform(root: Path, **settings_env: str) -> Iterator[dict[str, Any]]:
+    """What ``make up`` runs — warehouse, demo data, Airflow with the DAGs — in a private ``.local`` on free ports,
+    with ``settings_env`` added to the environment (``GREENERY_*`` settings, ``AIRFLOW_CONN_*`` connections).
 
     Yields ``{"url": ..., "local_dir": ..., "up_output": ..., "env": ...}`` (``env``: the settings that point the
-    platform's modules at it). Stopped with ``make down``'s code at the end of the session.
+    platform's modules at it). Stopped with ``make down``'s code when the block ends.
     """
     from include.local_platform.pgcluster import free_port
     from include.local_platform.warehouse import read_env_file
 
     # In a folder only root may enter, like a clone under /root: the warehouse's server files then live where its
     # unprivileged user can reach them, and everything else stays here.
-    private = session_dir / "private-clone"
+    private = root / "private-clone"
     private.mkdir(mode=0o700)
     local_dir = private / "platform"
     env = {
@@ -202,6 +204,7 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
         GREENERY_LOCAL_DIR=str(local_dir),
         GREENERY_WAREHOUSE_PORT=str(free_port()),
         GREENERY_AIRFLOW_PORT=str(free_port()),
+        **settings_env,
     )
     started = run_module("include.local_platform.warehouse", "start", env=env)
     assert started.returncode == 0, started.stderr
@@ -216,6 +219,13 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
     finally:
         run_module("include.local_platform.local_airflow", "down", env=env)
         run_module("include.local_platform.warehouse", "destroy", env=env)
+
+
+@pytest.fixture(scope="session")
+def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
+    """``make up``'s platform with the default settings, shared by the session (``started_platform``)."""
+    with started_platform(session_dir) as platform:
+        yield platform
 
 
 # -- the fixture shop: a small dbt project (tests/alerts/dbt_fixture) whose runs fail a test, warn, break a model

@@ -27,6 +27,13 @@ SUCCESS, FAILED, SKIPPED, NOT_RUN = "success", "failed", "skipped", "not_run"
 RUN_HERE, REPORT_FAILURE, PRODUCER_GONE = "run_here", "report_failure", "producer_gone"
 
 
+def _count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def result_key(task_id: str) -> str:
     """The producer's XCom key for a node task's result."""
     return RESULT_KEY_PREFIX + task_id
@@ -36,8 +43,11 @@ class NodeResultTrigger(BaseTrigger):
     """Waits for the producer's result for one node task and ends the task, or resumes it on a worker.
 
     ``nodes`` are the task's dbt unique ids; with ``selectable``, a task whose nodes the run's selection left out
-    (``validate_params``' XCom) ends skipped at once.
+    (``validate_params``' XCom) ends skipped at once. ``clear_number`` is the DAG run's (a template, rendered when
+    the trigger starts): a result the producer published before the run was last cleared is not this try's.
     """
+
+    template_fields = ("clear_number",)
 
     def __init__(
         self,
@@ -46,6 +56,7 @@ class NodeResultTrigger(BaseTrigger):
         selectable: bool = False,
         validate_task_id: str | None = None,
         poll_seconds: float = 1.0,
+        clear_number: int | str = 0,
     ) -> None:
         super().__init__()
         self.producer_task_id = producer_task_id
@@ -53,6 +64,7 @@ class NodeResultTrigger(BaseTrigger):
         self.selectable = selectable
         self.validate_task_id = validate_task_id
         self.poll_seconds = poll_seconds
+        self.clear_number = clear_number
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +75,7 @@ class NodeResultTrigger(BaseTrigger):
                 "selectable": self.selectable,
                 "validate_task_id": self.validate_task_id,
                 "poll_seconds": self.poll_seconds,
+                "clear_number": self.clear_number,
             },
         )
 
@@ -134,6 +147,10 @@ class NodeResultTrigger(BaseTrigger):
                 if state == "skipped":
                     self.log.info("The producer task %s was skipped: nothing to build.", self.producer_task_id)
                     yield TaskSkippedEvent()
+                    return
+                if state == "success":
+                    # The producer stopped before this step (a node failed) and the task was cleared since.
+                    yield TriggerEvent({"action": RUN_HERE, "why": f"{self.producer_task_id} did not run it"})
                     return
                 yield TriggerEvent({"action": PRODUCER_GONE, "producer_state": state})
                 return

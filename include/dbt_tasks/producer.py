@@ -61,7 +61,7 @@ SOURCE_NAME = "greenery"
 FRESHNESS, SNAPSHOT, BUILD, DOCS = "freshness", "snapshot", "build", "docs"
 STEPS = (FRESHNESS, SNAPSHOT, BUILD, DOCS)
 _NODE_TASK_TYPES = ("DbtRunLocalOperator", "DbtTestLocalOperator", "DbtSnapshotLocalOperator", "DbtSeedLocalOperator")
-_SKIPPED_STATUSES = frozenset({"skipped", "no-op"})
+_SKIPPED_STATUSES = frozenset({"skipped"})
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,11 @@ def _failure_invocation(result: Mapping[str, Any]) -> DbtInvocation:
 
 
 def resume_node_task(task: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:
-    """Where a node task resumes on a worker (the ``next_method`` of its start trigger)."""
+    """Where a node task resumes on a worker (the ``next_method`` of its start trigger). ``task`` is the task as
+    the DAG file defined it; the one that runs is the context's, with its templates rendered."""
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    task = context.get("task") or task
 
     from include.dbt_tasks.retries import is_dropped_connection
 
@@ -208,6 +211,7 @@ def follow_producer(
                 "nodes": sorted(follower.nodes) if follower.step in (SNAPSHOT, BUILD) else [],
                 "selectable": selectable and follower.step in (SNAPSHOT, BUILD),
                 "validate_task_id": VALIDATE_TASK_ID if selectable else None,
+                "clear_number": "{{ dag_run.clear_number }}",
             },
             next_method="resume_node_task",
             next_kwargs=None,
@@ -221,20 +225,24 @@ def follow_producer(
 
 
 def _outcome(statuses: Iterable[str]) -> str:
+    """A node task's outcome from its nodes' dbt statuses. A node dbt skipped although its task's upstream tasks
+    succeeded (a unit test of the model failed, say) is built by the task itself, as in LOCAL mode."""
     statuses = list(statuses)
     if any(status in FAILED_STATUSES for status in statuses):
         return FAILED
-    if statuses and all(status in _SKIPPED_STATUSES for status in statuses):
-        return SKIPPED
+    if any(status in _SKIPPED_STATUSES for status in statuses):
+        return NOT_RUN
     return SUCCESS
 
 
 class _Publisher:
     """Pushes each node task's result as soon as dbt finished all of its nodes (dbt calls back from its threads)."""
 
-    def __init__(self, ti: Any, followers: list[NodeTask], names: Mapping[str, str]) -> None:
+    def __init__(self, ti: Any, followers: list[NodeTask], names: Mapping[str, str], clear_number: int = 0) -> None:
         self.ti = ti
+        self.clear_number = clear_number
         self.names = names
+        self.followers = list(followers)
         self.pending = {follower.task_id: follower for follower in followers}
         self.results: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -274,8 +282,18 @@ class _Publisher:
             "command": self.command,
             "log": lines,
             "why": why,
+            "clear_number": self.clear_number,
         }
         self.ti.xcom_push(key=result_key(follower.task_id), value=value)
+
+    def orphan_failures(self) -> list[str]:
+        """Nodes dbt failed that no node task stands for (unit tests, hooks): only the producer can report them."""
+        owned = {node for follower in self.followers for node in follower.nodes}
+        return sorted(
+            result["name"]
+            for unique_id, result in self.results.items()
+            if result["status"] in FAILED_STATUSES and unique_id not in owned
+        )
 
     def finish_step(self, step: str, outcome: str | None = None, why: str = "") -> None:
         """After a step's command: publish the step's tasks not published yet. ``outcome`` for a whole-step
@@ -334,16 +352,17 @@ class DbtProducerOperator(BaseOperator):
         ti = context["ti"]
         manifest = _manifest()
         followers = node_tasks(self.dag.tasks, manifest)
+        clear_number = int(getattr(context.get("dag_run"), "clear_number", 0) or 0)
         selected = self._selected(ti)
         if selected == []:
-            publisher = _Publisher(ti, followers, {})
+            publisher = _Publisher(ti, followers, {}, clear_number)
             for step in self.steps:
                 publisher.finish_step(step, SKIPPED)
             log.info("Nothing to build in this run: every dbt task ends skipped.")
             return {"steps": []}
         names = {uid: node["name"] for uid, node in manifest.get("nodes", {}).items()}
         names.update({uid: f"{s['source_name']}.{s['name']}" for uid, s in manifest.get("sources", {}).items()})
-        publisher = _Publisher(ti, followers, names)
+        publisher = _Publisher(ti, followers, names, clear_number)
         cache = self._cache_dir()
         with (
             tempfile.TemporaryDirectory(prefix="greenery-dbt-") as tmp,
@@ -365,6 +384,13 @@ class DbtProducerOperator(BaseOperator):
             if (target / "partial_parse.msgpack").is_file():
                 cache.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(target / "partial_parse.msgpack", cached)
+        if orphans := publisher.orphan_failures():
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"dbt failed {', '.join(orphans)}, which no node task stands for: see this log. The node tasks "
+                "show the rest of the run."
+            )
         return {"steps": ran}
 
     def _selected(self, ti: Any) -> list[str] | None:
