@@ -51,6 +51,7 @@ from include.dbt_tasks.follower_trigger import (
     NodeResultTrigger,
     result_key,
 )
+from include.dbt_tasks.selection import node_selector
 from include.history.artifacts import FAILED_STATUSES, DbtInvocation, NodeResult
 
 log = logging.getLogger(__name__)
@@ -176,10 +177,13 @@ def resume_node_task(task: Any, context: Mapping[str, Any], event: Mapping[str, 
     for node in failed:
         rows = f", {node.failures} failing row(s)" if node.failures else ""
         log.error("dbt %s %s: %s%s", node.status, node.name, (node.message or "").strip(), rows)
-    names = ", ".join(node.name for node in failed) or "this task's nodes"
-    message = f"dbt failed {names} in {PRODUCER_TASK_ID} (invocation {invocation.invocation_id}): " + "; ".join(
-        (node.message or node.status).strip().splitlines()[0] for node in failed
-    )
+    if failed:
+        names = ", ".join(node.name for node in failed)
+        message = f"dbt failed {names} in {PRODUCER_TASK_ID} (invocation {invocation.invocation_id}): " + "; ".join(
+            (node.message or node.status).strip().splitlines()[0] for node in failed
+        )
+    else:
+        message = f"{result.get('why') or 'dbt failed'} in {PRODUCER_TASK_ID}: its retry runs it here, on its own."
     retry_heals = task.task_type in ("DbtRunLocalOperator", "DbtSnapshotLocalOperator", "DbtSeedLocalOperator") or all(
         is_dropped_connection(node.message) for node in failed
     )
@@ -309,13 +313,6 @@ class _Publisher:
                     self._push(follower, nodes, FAILED)
                 else:
                     self._push(follower, nodes, NOT_RUN, why or f"dbt {step} did not run every node of this task")
-
-
-def _dbt_selector(unique_id: str, manifest: Mapping[str, Any]) -> str:
-    if unique_id.startswith("source."):
-        source = manifest["sources"][unique_id]
-        return f"source:{source['source_name']}.{source['name']}"
-    return manifest["nodes"][unique_id]["name"]
 
 
 class DbtProducerOperator(BaseOperator):
@@ -450,7 +447,7 @@ class DbtProducerOperator(BaseOperator):
         if not parsed.success:
             raise RuntimeError(f"dbt could not load the project: {parsed.exception}")
         runner = dbtRunner(manifest=parsed.result, callbacks=[on_event])
-        selection = sorted({_dbt_selector(uid, manifest) for uid in selected}) if selected is not None else None
+        selection = sorted({node_selector(manifest, uid) for uid in selected}) if selected is not None else None
         ran: list[str] = []
         for step in self.steps:
             publisher.command = step
@@ -458,7 +455,7 @@ class DbtProducerOperator(BaseOperator):
                 args = ["source", "freshness", "--select", f"source:{SOURCE_NAME}"]
             elif step == SNAPSHOT:
                 # The snapshots with their tests, as the snapshot group's tasks run them.
-                snapshots = [_dbt_selector(uid, manifest) for uid in selected or () if uid.startswith("snapshot.")]
+                snapshots = [node_selector(manifest, uid) for uid in selected or () if uid.startswith("snapshot.")]
                 if selection is not None and not snapshots:
                     publisher.finish_step(step, SKIPPED)
                     continue
@@ -476,8 +473,12 @@ class DbtProducerOperator(BaseOperator):
             ran.append(step)
             if step != DOCS:
                 record_dbt_artifacts(project, context)
+            if result.exception is not None and step == DOCS:
+                publisher.finish_step(step, FAILED, f"dbt docs generate stopped: {result.exception}")
+                continue
             if result.exception is not None and step != FRESHNESS:
-                publisher.finish_step(step, FAILED if step == DOCS else None, f"dbt {step} stopped: {result.exception}")
+                # dbt itself stopped (no connection, a broken project): this task's retry runs the step again,
+                # and the node tasks still waiting wait for it, so nothing is built twice at the same time.
                 raise RuntimeError(f"dbt {' '.join(args)} stopped: {result.exception}")
             if step == FRESHNESS:
                 stale = not result.success

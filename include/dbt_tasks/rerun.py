@@ -17,6 +17,7 @@ from typing import Any
 
 from psycopg2 import sql
 
+from include.dbt_tasks.selection import node_selector
 from include.history.artifacts import FAILED_STATUSES
 from include.history.store import meta_schema
 
@@ -98,9 +99,6 @@ def criteria(manifest: Mapping[str, Any], unique_ids: Iterable[str]) -> list[str
         anchor = _anchor(manifest, unique_id)
         if anchor is None:
             continue
-        if anchor in manifest.get("sources", {}):
-            source = manifest["sources"][anchor]
-            found.add(f"source:{source['source_name']}.{source['name']}+")
-        elif anchor in manifest.get("nodes", {}):
-            found.add(f"{manifest['nodes'][anchor]['name']}+")
+        if anchor in manifest.get("sources", {}) or anchor in manifest.get("nodes", {}):
+            found.add(f"{node_selector(manifest, anchor)}+")
     return sorted(found)

@@ -134,6 +134,14 @@ def resolve(
     return chosen
 
 
+def node_selector(manifest: Mapping[str, Any], unique_id: str) -> str:
+    """The dbt selection criterion that names exactly one node: its name, or ``source:<source>.<table>``."""
+    if unique_id in manifest.get("sources", {}):
+        source = manifest["sources"][unique_id]
+        return f"source:{source['source_name']}.{source['name']}"
+    return manifest["nodes"][unique_id]["name"]
+
+
 def task_nodes(task: Any) -> set[str]:
     """The dbt node(s) a Cosmos task runs or tests, by unique id (empty for tasks that are not a node's)."""
     node = (getattr(task, "extra_context", None) or {}).get("dbt_node_config") or {}
