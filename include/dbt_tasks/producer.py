@@ -51,8 +51,8 @@ from include.dbt_tasks.follower_trigger import (
     NodeResultTrigger,
     result_key,
 )
-from include.dbt_tasks.selection import node_selector
-from include.history.artifacts import FAILED_STATUSES, DbtInvocation, NodeResult
+from include.dbt_tasks.selection import node_selector, task_nodes
+from include.history.artifacts import FAILED_STATUSES, DbtInvocation, NodeResult, node_name
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ def _single_parent_tests(manifest: Mapping[str, Any]) -> dict[str, set[str]]:
 
 
 def _task_nodes(task: Any, tests_of: Mapping[str, set[str]]) -> frozenset[str]:
-    node = (getattr(task, "extra_context", None) or {}).get("dbt_node_config") or {}
-    unique_id = node.get("unique_id")
+    unique_id = next(iter(task_nodes(task)), None)
     if not unique_id:
         return frozenset()
     if type(task).__name__ == "DbtTestLocalOperator" and unique_id.split(".")[0] != "test":
@@ -357,8 +356,7 @@ class DbtProducerOperator(BaseOperator):
                 publisher.finish_step(step, SKIPPED)
             log.info("Nothing to build in this run: every dbt task ends skipped.")
             return {"steps": []}
-        names = {uid: node["name"] for uid, node in manifest.get("nodes", {}).items()}
-        names.update({uid: f"{s['source_name']}.{s['name']}" for uid, s in manifest.get("sources", {}).items()})
+        names = {uid: node_name(manifest, uid) for kind in ("nodes", "sources") for uid in manifest.get(kind, {})}
         publisher = _Publisher(ti, followers, names, clear_number)
         cache = self._cache_dir()
         with (

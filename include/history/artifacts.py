@@ -150,7 +150,8 @@ def _manifest_node(manifest: dict[str, Any], unique_id: str) -> dict[str, Any]:
     return {}
 
 
-def _node_name(manifest: dict[str, Any], unique_id: str) -> str:
+def node_name(manifest: dict[str, Any], unique_id: str) -> str:
+    """A node's name as the history and the alerts show it: ``orders`` of a model, ``greenery.orders`` of a source."""
     node = _manifest_node(manifest, unique_id)
     if node.get("resource_type") == "source":
         return f"{node['source_name']}.{node['name']}"
@@ -163,7 +164,7 @@ def _tested(manifest: dict[str, Any], unique_id: str) -> tuple[str | None, str |
     attached = node.get("attached_node") or ((node.get("depends_on") or {}).get("nodes") or [None])[-1]
     if node.get("resource_type") == "unit_test":
         return node.get("model"), None
-    return (_node_name(manifest, attached) if attached else None), node.get("column_name")
+    return (node_name(manifest, attached) if attached else None), node.get("column_name")
 
 
 def _int(value: Any) -> int | None:
@@ -189,7 +190,7 @@ def _invocation_from_run_results(data: dict[str, Any], manifest: dict[str, Any])
             NodeResult(
                 unique_id=unique_id,
                 resource_type=resource_type,
-                name=_node_name(manifest, unique_id),
+                name=node_name(manifest, unique_id),
                 status=str(raw.get("status")),
                 message=raw.get("message"),
                 failures=_int(raw.get("failures")),
@@ -245,7 +246,7 @@ def _invocation_from_sources(data: dict[str, Any], manifest: dict[str, Any]) -> 
             NodeResult(
                 unique_id=unique_id,
                 resource_type="source",
-                name=_node_name(manifest, unique_id),
+                name=node_name(manifest, unique_id),
                 status=str(raw.get("status")),
                 # A runtime error (table missing, bad loaded_at_field) carries dbt's error text in `error`.
                 message=raw.get("error"),
