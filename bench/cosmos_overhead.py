@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import statistics
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from bench import profiles
 from bench.measure import BenchError, MemorySampler, log, ratio, summary, wait_for
 from bench.sizes import Size, cosmos_mode
 from bench.stack import Stack
-from bench.task_logs import log_tail, parse_dbt_output, read_task_log
+from bench.task_logs import log_tail, parse_dbt_output, read_task_log, read_trigger_log
 from include.local_platform.local_airflow import _session_of
 
 DAILY_DAG = "greenery_daily"
@@ -155,17 +156,42 @@ def classify(process: psutil.Process) -> str:
     return "other"
 
 
+# What only the DAG a Cosmos execution mode renders holds: WATCHER's producer task, or ours.
+MODE_MARKERS = {"watcher": "dbt_producer_watcher", "producer": "DbtProducerOperator"}
+
+
+def _serialized_dag(stack: Stack, dag_id: str) -> dict[str, Any]:
+    """The newest serialized form of a DAG the dag-processor stored (compressed or not)."""
+    rows = stack.airflow_query(
+        "select data, data_compressed from serialized_dag where dag_id = %s order by last_updated desc limit 1",
+        (dag_id,),
+    )
+    if not rows:
+        return {}
+    data, compressed = rows[0]
+    if data is None and compressed is not None:
+        data = json.loads(zlib.decompress(bytes(compressed)))
+    return data if isinstance(data, dict) else json.loads(data or "{}")
+
+
+def upstream_tasks(stack: Stack, dag_id: str) -> dict[str, list[str]]:
+    """Each task's upstream task ids, from the serialized DAG."""
+    upstream: dict[str, list[str]] = {}
+    for task in _serialized_dag(stack, dag_id).get("dag", {}).get("tasks", []):
+        task = task.get("__var", task)
+        upstream.setdefault(task["task_id"], [])
+        for downstream in task.get("downstream_task_ids") or []:
+            upstream.setdefault(downstream, []).append(task["task_id"])
+    return upstream
+
+
 def _wait_for_serialized_mode(stack: Stack, mode: str, timeout: float = 300) -> None:
     """After a restart in another mode, wait until the dag-processor has stored the DAG as that mode renders it
-    (WATCHER adds a producer task)."""
-    sql = (
-        "select position('dbt_producer_watcher' in coalesce(data::text, '')) > 0 from serialized_dag "
-        "where dag_id = %s order by last_updated desc limit 1"
-    )
+    (WATCHER and the producer mode add a producer task)."""
 
     def rendered() -> bool:
-        rows = stack.airflow_query(sql, (DAILY_DAG,))
-        return bool(rows) and rows[0][0] == (cosmos_mode(mode) == "watcher")
+        text = json.dumps(_serialized_dag(stack, DAILY_DAG))
+        return text != "{}" and all((marker in text) == (cosmos_mode(mode) == m) for m, marker in MODE_MARKERS.items())
 
     wait_for(
         rendered, timeout, 3, f"the dag-processor did not re-render {DAILY_DAG} in {mode} mode within {timeout:.0f} s"
@@ -187,7 +213,7 @@ def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600
 
         rows = wait_for(finished, timeout, 1, f"{dag_id} run {run_id} did not finish within {timeout:.0f} s")
     state, queued_at, started, ended = rows[0]
-    tasks = _task_breakdown(stack, dag_id, run_id)
+    tasks = _task_breakdown(stack, dag_id, run_id, queued_at)
     task_peaks = sorted(p.rss_mb for p in memory.peaks.values() if p.name == "task")
     return {
         "dag_id": dag_id,
@@ -197,6 +223,10 @@ def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600
         "running_seconds": round((ended - started).total_seconds(), 3),
         "tasks": tasks,
         "task_count": len(tasks),
+        "node_tasks": sum(1 for t in tasks if is_node_task(t)),
+        # Node tasks that went through the executor (queued for a worker): none on a green run in producer mode.
+        "node_tasks_on_workers": sorted(t["task_id"] for t in tasks if is_node_task(t) and t.get("on_worker")),
+        "critical_path": critical_path(tasks, upstream_tasks(stack, dag_id)),
         "memory": {
             "peak_platform_rss_mb": round(memory.peak_total_mb, 1),
             "peak_by_process_kind_mb": {k: round(v, 1) for k, v in sorted(memory.peak_label_totals_mb.items())},
@@ -207,7 +237,48 @@ def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600
     }
 
 
-def _task_breakdown(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+def is_node_task(task: dict[str, Any]) -> bool:
+    """A task Cosmos renders for dbt nodes (a model, its tests, a snapshot, the source tests, freshness, docs), not
+    ``validate_params`` or the producer mode's ``dbt_build``."""
+    operator = task.get("operator") or ""
+    return operator.startswith("Dbt") and operator not in ("DbtProducerOperator", "DbtProducerWatcherOperator")
+
+
+def critical_path(tasks: list[dict[str, Any]], upstream: dict[str, list[str]]) -> dict[str, Any]:
+    """The chain of tasks that decided when the run ended: from the last task to end, back through the upstream
+    task that ended last, to a task with no upstream. Per step, ``wait`` is its upstream's end to its own start
+    (the scheduler's pick-up: for a task that starts in the triggerer, its deferral) and ``run`` its start to end
+    (for a node task in the triggerer: the triggerer loading the trigger, the trigger, the event written back)."""
+    by_id = {t["task_id"]: t for t in tasks if t.get("end_offset") is not None}
+    if not by_id:
+        return {"steps": []}
+    current = max(by_id.values(), key=lambda t: t["end_offset"])
+    steps = []
+    while current is not None:
+        before = [by_id[u] for u in upstream.get(current["task_id"], []) if u in by_id]
+        previous = max(before, key=lambda t: t["end_offset"]) if before else None
+        steps.append(
+            {
+                "task_id": current["task_id"],
+                "on_worker": bool(current.get("on_worker")),
+                "wait_seconds": round(current["start_offset"] - (previous["end_offset"] if previous else 0.0), 3),
+                "run_seconds": round(current["end_offset"] - current["start_offset"], 3),
+            }
+        )
+        current = previous
+    steps.reverse()
+    followers = [s for s in steps if not s["on_worker"]]
+    return {
+        "steps": steps,
+        "tasks": len(steps),
+        "tasks_in_triggerer": len(followers),
+        "wait_seconds": round(sum(s["wait_seconds"] for s in steps), 3),
+        "run_seconds_on_workers": round(sum(s["run_seconds"] for s in steps if s["on_worker"]), 3),
+        "run_seconds_in_triggerer": round(sum(s["run_seconds"] for s in followers), 3),
+    }
+
+
+def _task_breakdown(stack: Stack, dag_id: str, run_id: str, run_queued_at: dt.datetime) -> list[dict[str, Any]]:
     rows = stack.airflow_query(
         "select task_id, state, start_date, end_date, try_number, operator, queued_dttm from task_instance "
         "where dag_id = %s and run_id = %s order by start_date nulls last",
@@ -217,10 +288,18 @@ def _task_breakdown(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, An
     tasks = []
     for task_id, state, started, ended, try_number, operator, queued in rows:
         entry: dict[str, Any] = {"task_id": task_id, "state": state, "operator": operator, "tries": try_number}
+        # A task the scheduler queued for the executor; one that started in the triggerer never is.
+        entry["on_worker"] = queued is not None
         log = logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log"
         if started and ended:
+            entry["start_offset"] = round((started - run_queued_at).total_seconds(), 3)
+            entry["end_offset"] = round((ended - run_queued_at).total_seconds(), 3)
             entry["seconds"] = round((ended - started).total_seconds(), 3)
             entry["queued_seconds"] = round((started - queued).total_seconds(), 3) if queued else None
+            if not entry["on_worker"] and operator and operator.startswith("Dbt"):
+                # The triggerer writes its own file beside the attempt's: attempt=N.log.trigger.<triggerer job>.log
+                trigger_logs = sorted(log.parent.glob(f"{log.name}.trigger.*.log"))
+                entry["trigger_phases"] = read_trigger_log(trigger_logs[-1] if trigger_logs else log, started, ended)
             phases = read_task_log(log, started, ended)
             entry["phases"] = phases.as_dict()
             entry["dbt_node_seconds"] = phases.dbt.node_seconds
@@ -230,6 +309,28 @@ def _task_breakdown(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, An
             entry["log_tail"] = log_tail(log)
         tasks.append(entry)
     return tasks
+
+
+def _path_summary(paths: list[dict[str, Any]]) -> dict[str, Any] | None:
+    paths = [p for p in paths if p.get("steps")]
+    if not paths:
+        return None
+    keys = ("tasks", "tasks_in_triggerer", "wait_seconds", "run_seconds_on_workers", "run_seconds_in_triggerer")
+    return {key: statistics.median(p[key] for p in paths) for key in keys} | {"steps": paths[0]["steps"]}
+
+
+def _hop_summary(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Node tasks that started and ended in the triggerer: how long each spent there (start to end)."""
+    followers = [t for t in tasks if is_node_task(t) and not t.get("on_worker") and t.get("seconds") is not None]
+    if not followers:
+        return None
+    hops: dict[str, Any] = {"count": len(followers), "in_triggerer_seconds": summary(t["seconds"] for t in followers)}
+    for phase in ("pickup_seconds", "trigger_seconds", "write_back_seconds"):
+        values = [
+            t["trigger_phases"][phase] for t in followers if (t.get("trigger_phases") or {}).get(phase) is not None
+        ]
+        hops[phase] = summary(values) if values else None
+    return hops
 
 
 def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -266,10 +367,49 @@ def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "dbt_full_parse_tasks_per_run": round(
             sum(1 for t in dbt_tasks if t["phases"]["dbt"]["full_parse"]) / len(used), 1
         ),
+        "node_tasks_per_run": round(sum(p["dag"]["node_tasks"] for p in used) / len(used), 1),
+        "node_tasks_on_workers_per_run": round(
+            sum(len(p["dag"]["node_tasks_on_workers"]) for p in used) / len(used), 1
+        ),
+        "critical_path": _path_summary([p["dag"]["critical_path"] for p in used]),
+        "follower_hops": _hop_summary(tasks),
         "peak_task_process_rss_mb": max((p["dag"]["memory"]["peak_task_process_rss_mb"] or 0) for p in used),
         "peak_platform_rss_mb": max(p["dag"]["memory"]["peak_platform_rss_mb"] for p in used),
         "peak_bare_dbt_rss_mb": max(p["bare"]["peak_rss_mb"] for p in used),
     }
+
+
+def _measure_mode(stack: Stack, mode: str, make_workload, pairs_count: int, yesterday: dt.date, what: str = "") -> dict:
+    """``pairs_count`` alternating (bare dbt, DAG run) pairs with Airflow in ``mode`` (restarted only if it runs in
+    another mode), each pair another day up to ``yesterday``."""
+    up_seconds = 0.0
+    if stack.airflow_mode != mode:
+        up = stack.airflow_up(mode)
+        up_seconds = up.seconds
+        log(f"cosmos_overhead: Airflow up in {mode.upper()} mode ({up.seconds:.0f} s)")
+        _wait_for_serialized_mode(stack, mode)
+    stack.wait_until_idle(timeout=600)  # no scheduled runs (use_job_schedule off): only one left by a restart
+    tag = uuid.uuid4().hex[:6]
+    label = f"{mode.upper()}{f' {what}' if what else ''}"
+    pairs = []
+    for i in range(pairs_count):
+        workload = make_workload(yesterday - dt.timedelta(days=pairs_count - 1 - i))
+        run_id = f"bench_{mode}{f'_{what}' if what else ''}_{i}_{tag}"
+        # Alternate which side goes first, so a slow drift of the machine does not favour one side.
+        if i % 2 == 0:
+            bare = run_bare_dbt(stack, workload)
+            dag = run_dag(stack, workload, run_id)
+        else:
+            dag = run_dag(stack, workload, run_id)
+            bare = run_bare_dbt(stack, workload)
+        pairs.append(
+            {"window": workload.dbt_vars, "bare": bare, "dag": dag, "ratio": ratio(dag["seconds"], bare["seconds"])}
+        )
+        log(
+            f"cosmos_overhead: {label} pair {i + 1}/{pairs_count}: DAG run {dag['seconds']:.0f} s "
+            f"({dag['state']}), bare dbt {bare['seconds']:.0f} s"
+        )
+    return {"airflow_up_seconds": round(up_seconds, 1), "summary": _mode_summary(pairs), "pairs": pairs}
 
 
 def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
@@ -282,39 +422,27 @@ def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
     modes: dict[str, Any] = {}
     log(f"cosmos_overhead: first build took {first['seconds']:.0f} s")
     for mode in size.overhead_modes:
-        up = stack.airflow_up(mode)
-        log(f"cosmos_overhead: Airflow up in {mode.upper()} mode ({up.seconds:.0f} s)")
-        _wait_for_serialized_mode(stack, mode)
-        stack.wait_until_idle(timeout=600)  # no scheduled runs (use_job_schedule off): only one left by a restart
-        tag = uuid.uuid4().hex[:6]
-        pairs = []
-        for i in range(size.overhead_pairs):
-            workload = make_workload(yesterday - dt.timedelta(days=size.overhead_pairs - 1 - i))
-            run_id = f"bench_{mode}_{i}_{tag}"
-            # Alternate which side goes first, so a slow drift of the machine does not favour one side.
-            if i % 2 == 0:
-                bare = run_bare_dbt(stack, workload)
-                dag = run_dag(stack, workload, run_id)
-            else:
-                dag = run_dag(stack, workload, run_id)
-                bare = run_bare_dbt(stack, workload)
-            pairs.append(
-                {"window": workload.dbt_vars, "bare": bare, "dag": dag, "ratio": ratio(dag["seconds"], bare["seconds"])}
-            )
-            log(
-                f"cosmos_overhead: {mode.upper()} pair {i + 1}/{size.overhead_pairs}: DAG run {dag['seconds']:.0f} s "
-                f"({dag['state']}), bare dbt {bare['seconds']:.0f} s"
-            )
-        modes[mode] = {"airflow_up_seconds": round(up.seconds, 1), "summary": _mode_summary(pairs), "pairs": pairs}
+        modes[mode] = _measure_mode(stack, mode, make_workload, size.overhead_pairs, yesterday)
     profile = None
     if size.profile:
         try:
-            hourly = hourly_workload(yesterday)
+            profiled = hourly_workload(yesterday)
             profile = profiles.profile_task_run(
-                stack, lambda: run_dag(stack, hourly, f"bench_profile_{tag}"), stack.base
+                stack, lambda: run_dag(stack, profiled, f"bench_profile_{uuid.uuid4().hex[:6]}"), stack.base
             )
         except BenchError as error:
             profile = {"error": str(error)}
+    hourly: dict[str, Any] = {}
+    if size.overhead_hourly_modes and size.overhead_dag != HOURLY_DAG:
+        hourly_modes = {
+            mode: _measure_mode(stack, mode, hourly_workload, size.overhead_pairs, yesterday, "hourly")
+            for mode in size.overhead_hourly_modes
+        }
+        hourly = {
+            "dag_id": HOURLY_DAG,
+            "bare_commands": [_shell_form(argv) for argv in hourly_workload(yesterday).bare_commands],
+            "modes": hourly_modes,
+        }
     fastest = min(modes, key=lambda m: modes[m]["summary"]["dag_run_seconds"]["median"])
     workload = make_workload(yesterday)
     return {
@@ -331,4 +459,5 @@ def run(stack: Stack, size: Size, load_args: list[str]) -> dict[str, Any]:
         "modes": modes,
         "fastest_mode": fastest,
         "profile": profile,
+        **({"hourly": hourly} if hourly else {}),
     }

@@ -36,6 +36,9 @@ MODE_LEGEND = {
     "local-stock": "LOCAL-STOCK = the same on Airflow's stock LocalExecutor, where every task process imports dbt",
     "watcher": "WATCHER = Cosmos WATCHER (one `dbt build` in a producer task, the node tasks follow it) on "
     "`make up`'s LocalExecutor",
+    "producer": "PRODUCER = greenery's producer mode (`include/dbt_tasks/producer.py`: one dbt process, the "
+    "`dbt_build` task, runs the run's freshness, snapshots, build and docs; every node task starts in the triggerer "
+    "and ends there on its node's result) on `make up`'s LocalExecutor",
 }
 PHASES = {  # a median dbt task's phases: the table's label, the chart's (None: not charted)
     "queued_seconds": (
@@ -117,11 +120,12 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
         return [lean(v) for v in value] if isinstance(value, list) else value
 
     summary = lean(doc)
-    modes = summary["sections"]["cosmos_overhead"].get("modes", {})
-    for mode, body in modes.items():
-        if "pairs" in body:
-            extra = {"airflow_up_seconds": body.get("airflow_up_seconds"), **_run_totals(body["pairs"])}
-            modes[mode] = {**body["summary"], **extra}
+    overhead = summary["sections"]["cosmos_overhead"]
+    for modes in (overhead.get("modes", {}), overhead.get("hourly", {}).get("modes", {})):
+        for mode, body in modes.items():
+            if "pairs" in body:
+                extra = {"airflow_up_seconds": body.get("airflow_up_seconds"), **_run_totals(body["pairs"])}
+                modes[mode] = {**body["summary"], **extra}
     return summary
 
 
@@ -302,6 +306,18 @@ def _overhead(body: dict[str, Any]) -> list[str]:
         for t in s["failed_tasks"]
     ]
     lines += [*failed, ""] if failed else []
+    if hourly := body.get("hourly"):
+        rows = [
+            _row(mode.upper(), _range(s["dag_run_seconds"]), _range(s["bare_dbt_seconds"]), _range(s["ratio"], _x))
+            for mode, s in hourly["modes"].items()
+        ]
+        lines += [
+            f"`{hourly['dag_id']}` the same way, against bare "
+            + "; ".join(f"`{c}`" for c in hourly["bare_commands"])
+            + ":",
+            "",
+            *_table("Mode | DAG run | Bare dbt | Ratio (median of pairs)", rows),
+        ]
     medians = [s["per_task_phase_medians_seconds"] for s in modes.values()]
     rows = [_row(label, *(_s(m.get(key), 2) for m in medians)) for key, (label, _) in PHASES.items()]
     rows.append(
@@ -408,6 +424,54 @@ def _profile(profile: dict[str, Any] | None, label: str) -> list[str]:
     return lines
 
 
+def _producer_limits(s: dict[str, Any], goal: dict[str, Any] | None) -> str:
+    """Why the producer mode's run takes what it takes: the chain of node tasks that each pass the triggerer."""
+    path, hops = s.get("critical_path") or {}, s.get("follower_hops") or {}
+    phase = {key: (hops.get(key) or {}).get("median") or 0 for key in ("pickup_seconds", "trigger_seconds")}
+    phase["write_back_seconds"] = (hops.get("write_back_seconds") or {}).get("median") or 0
+    text = (
+        f"**PRODUCER mode** ({s['ratio']['median']:.2f}×{f', goal {_verdict(goal)}' if goal else ''}). dbt runs "
+        f"once, in `dbt_build`: dbt's own run time adds up to {s['dag_dbt_work_seconds']:.0f} s against "
+        f"{s['bare_dbt_work_seconds']:.0f} s over bare dbt's commands. Of {s.get('node_tasks_per_run', 0):g} node "
+        f"tasks per run, {s.get('node_tasks_on_workers_per_run', 0):g} took a worker; the others started and ended "
+        f"in the triggerer, {(hops.get('in_triggerer_seconds') or {}).get('median', 0):.1f} s each (median): "
+        f"{phase['pickup_seconds']:.2f} s from the scheduler deferring the task to the triggerer starting its "
+        f"trigger, {phase['trigger_seconds']:.2f} s in the trigger (its reads of the producer's result through the "
+        f"Task SDK), {phase['write_back_seconds']:.2f} s from the event to the task's end in the metadata DB."
+    )
+    if path:
+        text += (
+            f" The run's end is decided by its longest chain of tasks, {path['tasks']:g} long, "
+            f"{path['tasks_in_triggerer']:g} of them node tasks in the triggerer: each waits for its upstream task "
+            f"to end before the scheduler defers it, so the chain spends {path['run_seconds_in_triggerer']:.0f} s in "
+            f"the triggerer and {path['wait_seconds']:.0f} s waiting for the scheduler, one task after another, "
+            "while the producer's dbt has long finished those nodes. The pick-up is Airflow's: the triggerer's "
+            "runner process syncs with its supervisor once a second (`TriggerRunner.arun`), the supervisor loads "
+            "new triggers once per loop after waiting up to a second for its runner (`TriggerRunnerSupervisor."
+            "run_once`), and each trigger of a task that starts in the triggerer carries the whole serialized DAG, "
+            "deserialised per trigger (`create_runtime_ti`). No setting shortens these loops in Airflow 3.3.2."
+        )
+    return text
+
+
+def _critical_path(path: dict[str, Any]) -> list[str]:
+    rows = [
+        _row(
+            f"`{step['task_id']}`",
+            "worker" if step["on_worker"] else "triggerer",
+            _s(step["wait_seconds"], 2),
+            _s(step["run_seconds"], 2),
+        )
+        for step in path["steps"]
+    ]
+    return [
+        "The longest chain of one run (upstream end → start = the scheduler's pick-up; start → end = on a worker, "
+        "or in the triggerer):",
+        "",
+        *_table("Task | Where | Upstream end → start | Start → end", rows),
+    ]
+
+
 def _limits(doc: dict[str, Any]) -> list[str]:
     """Why each figure is what it is, from the run's own breakdowns and profiles."""
     sections, goals, lines = doc["sections"], doc["goals"], []
@@ -438,7 +502,11 @@ def _limits(doc: dict[str, Any]) -> list[str]:
             text += sensors if mode == "watcher" else "."
         if not s["all_runs_succeeded"]:
             text += " Not every run in this mode succeeded; see the failed tasks above."
+        if mode == "producer":
+            text = _producer_limits(s, goal)
         lines += [text, ""]
+        if mode == "producer" and (path := s.get("critical_path")):
+            lines += _critical_path(path)
     if any(s.get("dbt_full_parse_tasks_per_run") for s in overhead.get("modes", {}).values()):
         lines += [
             "**Full parses.** Each run brings new vars (its day's window), and dbt re-parses the whole project when "

@@ -87,6 +87,10 @@ def memory_summary(sections: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+# The daily DAG's run against bare dbt: the producer mode's goal is its own (issue 12); the others keep 1.3x.
+RATIO_GOALS = {"producer": 1.15}
+
+
 def _goal(description: str, target: float | None, measured: float) -> dict[str, Any]:
     met = None if target is None else measured <= target
     return {"description": description, "target": target, "measured": measured, "met": met}
@@ -98,7 +102,12 @@ def goals(sections: dict[str, Any]) -> dict[str, Any]:
     overhead = sections.get("cosmos_overhead", {})
     for mode, body in overhead.get("modes", {}).items():
         what = f"{overhead['dag_id']} run ({mode} mode, real scheduler) / bare dbt, median of pairs"
-        found[f"cosmos_{mode}_vs_bare_dbt"] = _goal(what, 1.3, body["summary"]["ratio"]["median"])
+        found[f"cosmos_{mode}_vs_bare_dbt"] = _goal(
+            what, RATIO_GOALS.get(mode, 1.3), body["summary"]["ratio"]["median"]
+        )
+    for mode, body in overhead.get("hourly", {}).get("modes", {}).items():
+        what = f"{overhead['hourly']['dag_id']} run ({mode} mode, real scheduler) / bare dbt, median of pairs"
+        found[f"cosmos_{mode}_hourly_vs_bare_dbt"] = _goal(what, 1.3, body["summary"]["ratio"]["median"])
     by_scale = {p["scale"]: p for p in sections.get("scaling", {}).get("points", [])}
     if 1 in by_scale and 100 in by_scale:
         what, growth = "daily incremental dbt build at scale 100 / at scale 1", by_scale[100]["growth_from_first_scale"]

@@ -34,6 +34,7 @@ class Size:
     load_repeats: int
     profile: bool  # py-spy profiles of the DAG-file parse and of a DAG run's tasks (RESULTS.md's explanations)
     dbt_threads: int = 4
+    overhead_hourly_modes: tuple[str, ...] = ()  # also greenery_hourly_snapshot against bare `dbt snapshot`
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +52,7 @@ FULL = Size(
     load_scale=100,
     load_repeats=3,
     profile=True,
+    overhead_hourly_modes=("producer",),
 )
 
 # Under five minutes on two cores: a daily DAG run alone takes minutes there, so the Cosmos comparison runs the

@@ -147,3 +147,30 @@ def log_tail(path: Path, lines: int = 12) -> list[str]:
         if record.get("level") in ("error", "warning", "critical") or "error" in text.lower():
             events.append(text[:500])
     return events[-lines:]
+
+
+def read_trigger_log(path: Path, started: dt.datetime, ended: dt.datetime) -> dict[str, float | None]:
+    """A task that started and ended in the triggerer, split from its log: ``pickup`` from its deferral by the
+    scheduler to the triggerer starting its trigger (the triggerer's loops, loading the trigger and the task),
+    ``trigger`` the trigger's own run (its reads through the Task SDK), ``write_back`` from the event the
+    trigger fired to the task's end in the metadata DB."""
+    trigger_start = fired = None
+    for record in _records(path):
+        event = str(record.get("event", ""))
+        try:
+            at = _timestamp(record["timestamp"])
+        except (ValueError, KeyError):
+            continue
+        if trigger_start is None and event.startswith("trigger ") and event.endswith(" starting"):
+            trigger_start = at
+        elif event == "Trigger fired event":
+            fired = at
+
+    def span(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
+        return round((b - a).total_seconds(), 3) if a and b else None
+
+    return {
+        "pickup_seconds": span(started, trigger_start),
+        "trigger_seconds": span(trigger_start, fired),
+        "write_back_seconds": span(fired, ended),
+    }

@@ -106,14 +106,38 @@ class NodeResultTrigger(BaseTrigger):
             return None
         return f"Not in this run's selection ({chosen.get('selection_text')})."
 
+    def _fresh(self, result: Any) -> bool:
+        """A result the producer published since the DAG run was last cleared: one from before may be stale (a
+        task cleared after a failure still sees the producer's XComs until the producer runs again)."""
+        return isinstance(result, dict) and _count(result.get("clear_number")) >= _count(self.clear_number)
+
+    def _outcome_event(self, result: dict[str, Any]) -> TriggerEvent:
+        outcome = result.get("outcome")
+        for line in result.get("log", []):
+            self.log.info("%s", line)
+        if outcome == SUCCESS:
+            return TaskSuccessEvent()
+        if outcome == SKIPPED:
+            return TaskSkippedEvent()
+        if outcome == NOT_RUN:
+            return TriggerEvent({"action": RUN_HERE, "why": result.get("why")})
+        return TriggerEvent({"action": REPORT_FAILURE, "result": result})
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         ti = self.task_instance
+        retried = (ti.try_number or 1) > 1
+        # On a green run the producer is ahead of the node tasks: its result is there when the trigger starts,
+        # and one read ends the task.
+        if not retried:
+            result = await self._xcom(self.producer_task_id, result_key(ti.task_id))
+            if self._fresh(result):
+                yield self._outcome_event(result)
+                return
         reason = await self._left_out_of_selection()
         if reason:
             self.log.info(reason)
             yield TaskSkippedEvent()
             return
-        retried = (ti.try_number or 1) > 1
         while True:
             state = await self._producer_state()
             done = state in PRODUCER_DONE
@@ -122,34 +146,19 @@ class NodeResultTrigger(BaseTrigger):
                 self.log.info("Try %s of this task: %s runs on a worker on its own.", ti.try_number, self.nodes)
                 yield TriggerEvent({"action": RUN_HERE})
                 return
-            # Before the producer runs, its XComs may still be those of a try that was cleared: never read them.
-            result = (
-                await self._xcom(self.producer_task_id, result_key(ti.task_id))
-                if state in ("running", *PRODUCER_DONE)
-                else None
-            )
-            if result and not retried:
-                outcome = result.get("outcome")
-                for line in result.get("log", []):
-                    self.log.info("%s", line)
-                if outcome == SUCCESS:
-                    yield TaskSuccessEvent()
+            if not retried and state in ("running", *PRODUCER_DONE):
+                result = await self._xcom(self.producer_task_id, result_key(ti.task_id))
+                if self._fresh(result):
+                    yield self._outcome_event(result)
                     return
-                if outcome == SKIPPED:
-                    yield TaskSkippedEvent()
-                    return
-                if outcome == NOT_RUN:
-                    yield TriggerEvent({"action": RUN_HERE, "why": result.get("why")})
-                    return
-                yield TriggerEvent({"action": REPORT_FAILURE, "result": result})
-                return
             if done:
                 if state == "skipped":
                     self.log.info("The producer task %s was skipped: nothing to build.", self.producer_task_id)
                     yield TaskSkippedEvent()
                     return
                 if state == "success":
-                    # The producer stopped before this step (a node failed) and the task was cleared since.
+                    # The producer ended without this task's nodes: it stopped before their step (a node failed)
+                    # and the task was cleared since, or the run was cleared after the producer's try.
                     yield TriggerEvent({"action": RUN_HERE, "why": f"{self.producer_task_id} did not run it"})
                     return
                 yield TriggerEvent({"action": PRODUCER_GONE, "producer_state": state})

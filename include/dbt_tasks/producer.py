@@ -63,6 +63,8 @@ FRESHNESS, SNAPSHOT, BUILD, DOCS = "freshness", "snapshot", "build", "docs"
 STEPS = (FRESHNESS, SNAPSHOT, BUILD, DOCS)
 _NODE_TASK_TYPES = ("DbtRunLocalOperator", "DbtTestLocalOperator", "DbtSnapshotLocalOperator", "DbtSeedLocalOperator")
 _SKIPPED_STATUSES = frozenset({"skipped"})
+# A node task in these states has not ended: a retry of the producer still builds its nodes.
+_WAITING_STATES = frozenset({None, "none", "scheduled", "deferred"})
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,20 @@ def _outcome(statuses: Iterable[str]) -> str:
     return SUCCESS
 
 
+def _step_nodes(selected: list[str] | None, pending: Iterable[NodeTask] | None = None) -> dict[str, list[str]] | None:
+    """What the snapshot and build steps select: the run's selection (``validate_params``), narrowed on a retry to
+    the nodes of the node tasks still ``pending``. None: everything."""
+    if pending is None:
+        if selected is None:
+            return None
+        return {SNAPSHOT: [uid for uid in selected if uid.startswith("snapshot.")], BUILD: list(selected)}
+    pending = list(pending)
+    nodes = {step: {node for f in pending if f.step == step for node in f.nodes} for step in (SNAPSHOT, BUILD)}
+    if selected is not None:
+        nodes = {step: found & set(selected) for step, found in nodes.items()}
+    return {step: sorted(found) for step, found in nodes.items()}
+
+
 class _Publisher:
     """Pushes each node task's result as soon as dbt finished all of its nodes (dbt calls back from its threads)."""
 
@@ -289,6 +305,12 @@ class _Publisher:
         }
         self.ti.xcom_push(key=result_key(follower.task_id), value=value)
 
+    def skip(self, followers: Iterable[NodeTask], why: str) -> None:
+        """Publish ``SKIPPED`` for node tasks this try builds nothing for."""
+        with self.lock:
+            for follower in followers:
+                self._push(follower, [], SKIPPED, why)
+
     def orphan_failures(self) -> list[str]:
         """Nodes dbt failed that no node task stands for (unit tests, hooks): only the producer can report them."""
         owned = {node for follower in self.followers for node in follower.nodes}
@@ -339,6 +361,13 @@ class DbtProducerOperator(BaseOperator):
         self.full_refresh = full_refresh
         self.selectable = selectable
         self.cache_name = cache_name
+        # The node tasks that end in the triggerer emit no assets (Airflow records outlets only for a task that
+        # ends on a worker), so the producer emits theirs, through an alias of its own, as Cosmos' tasks do.
+        if any(getattr(task, "emit_datasets", False) for task in self.dag.tasks):
+            from airflow.sdk import AssetAlias
+            from cosmos.dataset import get_dataset_alias_name
+
+            self.outlets = [*self.outlets, AssetAlias(get_dataset_alias_name(self.dag, None, self.task_id))]
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from cosmos.dbt.project import create_symlinks
@@ -357,7 +386,22 @@ class DbtProducerOperator(BaseOperator):
             log.info("Nothing to build in this run: every dbt task ends skipped.")
             return {"steps": []}
         names = {uid: node_name(manifest, uid) for kind in ("nodes", "sources") for uid in manifest.get(kind, {})}
+        left_out = [f for f in followers if selected is not None and f.step in (SNAPSHOT, BUILD)]
+        left_out = [f for f in left_out if f.nodes and not f.nodes & set(selected or ())]
         publisher = _Publisher(ti, followers, names, clear_number)
+        publisher.skip(left_out, "Not in this run's selection.")
+        pending = [f for f in followers if f not in left_out]
+        steps, step_nodes = self.steps, _step_nodes(selected)
+        if (ti.try_number or 1) > 1:
+            # A retry (the try before was killed, or lost its warehouse connection): what ended is not built again.
+            pending = self._unfinished(ti, pending)
+            steps = tuple(step for step in self.steps if any(f.step == step for f in pending))
+            step_nodes = _step_nodes(selected, pending)
+            log.info("Try %s: building what had not finished: %s", ti.try_number, [f.task_id for f in pending])
+            if not pending:
+                log.info("Every node task of this run has ended: nothing is left to build (clear them to rebuild).")
+                return {"steps": []}
+        publisher.pending = {f.task_id: f for f in pending}
         cache = self._cache_dir()
         with (
             tempfile.TemporaryDirectory(prefix="greenery-dbt-") as tmp,
@@ -375,7 +419,8 @@ class DbtProducerOperator(BaseOperator):
                 shutil.copy2(cached, target / "partial_parse.msgpack")
             shutil.copy2(profile_path, project / "profiles.yml")
             os.environ.update(env_vars)
-            ran = self._run_steps(project, publisher, selected, manifest, context)
+            ran = self._run_steps(project, publisher, steps, step_nodes, manifest, context)
+            self._emit_assets(context, target / "manifest.json", publisher, followers)
             if (target / "partial_parse.msgpack").is_file():
                 cache.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(target / "partial_parse.msgpack", cached)
@@ -387,6 +432,52 @@ class DbtProducerOperator(BaseOperator):
                 "show the rest of the run."
             )
         return {"steps": ran}
+
+    def _emit_assets(
+        self, context: Mapping[str, Any], manifest_path: Path, publisher: _Publisher, followers: list[NodeTask]
+    ) -> None:
+        """Asset events for the nodes dbt built whose node tasks emit assets (the marts), with the URIs Cosmos'
+        own tasks give them."""
+        from airflow.sdk import Asset, AssetAlias
+        from cosmos.dataset import compute_model_outlet_uris, get_dataset_alias_name, get_dataset_namespace
+
+        from include.dbt_tasks.cosmos_config import profile_config
+
+        emitting = {task.task_id for task in self.dag.tasks if getattr(task, "emit_datasets", False)}
+        nodes = {node for f in followers if f.task_id in emitting and f.step in (SNAPSHOT, BUILD) for node in f.nodes}
+        built = sorted(
+            uid for uid, result in publisher.results.items() if uid in nodes and result["status"] == "success"
+        )
+        namespace = get_dataset_namespace(profile_config()) if built else None
+        if not namespace:
+            return
+        uris = compute_model_outlet_uris(manifest_path, namespace)
+        alias = AssetAlias(get_dataset_alias_name(self.dag, None, self.task_id))
+        emitted = [uri for uid in built for uri in uris.get(uid, [])]
+        for uri in emitted:
+            context["outlet_events"][alias].add(Asset(uri))
+        log.info("Emitting %d asset(s) for the marts dbt built: %s", len(emitted), emitted)
+
+    def _unfinished(self, ti: Any, followers: list[NodeTask]) -> list[NodeTask]:
+        """The node tasks still waiting for a result whose upstream tasks are all done or waiting too (one whose
+        upstream failed or retries on a worker is left to its own trigger)."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        found = RuntimeTaskInstance.get_task_states(
+            dag_id=ti.dag_id, task_ids=list(self.dag.task_ids), run_ids=[ti.run_id]
+        )
+        states = {
+            task_id: str(getattr(state, "value", state)) if state is not None else None
+            for task_id, state in (found.get(ti.run_id) or {}).items()
+        }
+        waiting = {task_id for task_id in self.dag.task_ids if states.get(task_id) in _WAITING_STATES}
+        fine = waiting | {task_id for task_id, state in states.items() if state in ("success", "skipped")}
+        return [
+            follower
+            for follower in followers
+            if follower.task_id in waiting
+            and self.dag.get_task(follower.task_id).get_flat_relative_ids(upstream=True) <= fine
+        ]
 
     def _selected(self, ti: Any) -> list[str] | None:
         if not self.selectable:
@@ -416,10 +507,12 @@ class DbtProducerOperator(BaseOperator):
         self,
         project: Path,
         publisher: _Publisher,
-        selected: list[str] | None,
+        steps: tuple[str, ...],
+        step_nodes: Mapping[str, list[str]] | None,
         manifest: Mapping[str, Any],
         context: Any,
     ) -> list[str]:
+        """Run ``steps``; ``step_nodes`` are the nodes the snapshot and build steps select (None: all of them)."""
         from dbt.cli.main import dbtRunner
 
         from include.dbt_tasks.docs import publish_docs
@@ -445,19 +538,19 @@ class DbtProducerOperator(BaseOperator):
         if not parsed.success:
             raise RuntimeError(f"dbt could not load the project: {parsed.exception}")
         runner = dbtRunner(manifest=parsed.result, callbacks=[on_event])
-        selection = sorted({node_selector(manifest, uid) for uid in selected}) if selected is not None else None
         ran: list[str] = []
-        for step in self.steps:
+        for step in steps:
             publisher.command = step
+            nodes = None if step_nodes is None else step_nodes.get(step)
+            selection = None if nodes is None else sorted({node_selector(manifest, uid) for uid in nodes})
+            if selection == [] and step in (SNAPSHOT, BUILD):
+                publisher.finish_step(step, SKIPPED)
+                continue
             if step == FRESHNESS:
                 args = ["source", "freshness", "--select", f"source:{SOURCE_NAME}"]
             elif step == SNAPSHOT:
                 # The snapshots with their tests, as the snapshot group's tasks run them.
-                snapshots = [node_selector(manifest, uid) for uid in selected or () if uid.startswith("snapshot.")]
-                if selection is not None and not snapshots:
-                    publisher.finish_step(step, SKIPPED)
-                    continue
-                args = ["build", "--select", *(snapshots or ["resource_type:snapshot"])]
+                args = ["build", "--select", *(selection or ["resource_type:snapshot"])]
             elif step == BUILD:
                 args = ["build", "--exclude", "resource_type:snapshot", "resource_type:exposure"]
                 if selection is not None:

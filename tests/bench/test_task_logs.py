@@ -6,7 +6,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from bench.task_logs import parse_dbt_output, read_task_log
+from bench.cosmos_overhead import critical_path
+from bench.task_logs import parse_dbt_output, read_task_log, read_trigger_log
 
 DBT_OUTPUT = """\
 \x1b[0m09:00:01  Running with dbt=1.11.16
@@ -70,3 +71,45 @@ def test_a_missing_log_gives_no_phases(tmp_path: Path):
 
     assert phases.to_dbt_start_seconds is None
     assert phases.dbt.nodes == 0
+
+
+def test_a_node_task_in_the_triggerer_is_split_into_pickup_trigger_and_write_back(tmp_path: Path):
+    t0 = dt.datetime(2026, 1, 1, 9, 0, 0, tzinfo=dt.UTC)
+    at = lambda seconds: t0 + dt.timedelta(seconds=seconds)  # noqa: E731
+    log = tmp_path / "attempt=1.log.trigger.7.log"
+    log.write_text(
+        "\n".join(
+            [
+                _record(at(2.5), "trigger greenery_daily/r/models.a.run/-1/1 (ID 4) starting", "triggerer"),
+                _record(at(2.75), "dbt success a in 0.30 s", "follower"),
+                _record(at(3), "Trigger fired event", "triggerer"),
+                _record(at(3.01), "trigger completed", "triggerer"),
+            ]
+        )
+    )
+
+    assert read_trigger_log(log, started=t0, ended=at(4)) == {
+        "pickup_seconds": 2.5,
+        "trigger_seconds": 0.5,
+        "write_back_seconds": 1.0,
+    }
+    assert read_trigger_log(tmp_path / "absent.log", t0, at(4))["pickup_seconds"] is None
+
+
+def test_the_critical_path_follows_the_upstream_task_that_ended_last():
+    tasks = [
+        {"task_id": "validate", "on_worker": True, "start_offset": 1.0, "end_offset": 3.0},
+        {"task_id": "a", "on_worker": False, "start_offset": 3.5, "end_offset": 6.0},
+        {"task_id": "b", "on_worker": False, "start_offset": 3.5, "end_offset": 9.0},
+        {"task_id": "c", "on_worker": False, "start_offset": 9.5, "end_offset": 12.0},
+        {"task_id": "never_ran", "on_worker": False},
+    ]
+    upstream = {"validate": [], "a": ["validate"], "b": ["validate"], "c": ["a", "b", "never_ran"]}
+
+    path = critical_path(tasks, upstream)
+
+    assert [step["task_id"] for step in path["steps"]] == ["validate", "b", "c"]
+    assert [step["wait_seconds"] for step in path["steps"]] == [1.0, 0.5, 0.5]
+    assert path["tasks_in_triggerer"] == 2 and path["run_seconds_in_triggerer"] == 8.0
+    assert path["run_seconds_on_workers"] == 2.0 and path["wait_seconds"] == 2.0
+    assert critical_path([], upstream) == {"steps": []}

@@ -4,6 +4,7 @@ the real scheduler and triggerer: tests/e2e/test_producer_mode.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.triggers.base import TaskSkippedEvent, TaskSuccessEvent
 
 from include import settings
 from include.dbt_tasks.follower_trigger import (
@@ -18,15 +20,19 @@ from include.dbt_tasks.follower_trigger import (
     NOT_RUN,
     PRODUCER_GONE,
     REPORT_FAILURE,
+    RUN_HERE,
     SUCCESS,
+    NodeResultTrigger,
     result_key,
 )
 from include.dbt_tasks.producer import (
     BUILD,
     FRESHNESS,
     SNAPSHOT,
+    DbtProducerOperator,
     NodeTask,
     _Publisher,
+    _step_nodes,
     node_tasks,
     resume_node_task,
 )
@@ -139,3 +145,115 @@ def test_a_node_dbt_skipped_though_its_upstream_tasks_passed_is_built_by_its_own
     assert ti.pushed[result_key(model.task_id)]["outcome"] == NOT_RUN
     # The unit test has no task: the producer reports it itself.
     assert publisher.orphan_failures() == ["a_sums_orders"]
+
+
+def test_a_retried_producer_builds_only_the_node_tasks_still_waiting(daily, manifest, monkeypatch) -> None:
+    # The try before was killed after the staging layer: what ended is not built again, and a task whose upstream
+    # task failed is left to its own trigger (it resumes on a worker once that upstream passes).
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    followers = node_tasks(daily.tasks, manifest)
+    states = {task_id: "success" for task_id in daily.task_ids}
+    states |= {task_id: "deferred" for task_id in daily.task_ids if task_id.startswith("models.fct_")}
+    states |= {"models.dim_users.run": "up_for_retry", "models.dim_users.test": None, "docs_generate": None}
+    states |= {"models.fct_orders.run": "deferred", "models.fct_orders.test": None}
+    asked = {}
+
+    def get_task_states(dag_id, task_ids, run_ids):
+        asked.update(dag_id=dag_id, task_ids=set(task_ids))
+        return {run_ids[0]: {task_id: states[task_id] for task_id in task_ids}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
+    ti = type("Ti", (), {"dag_id": daily.dag_id, "run_id": "r"})()
+    producer = type("Producer", (), {"dag": daily})()
+    pending = DbtProducerOperator._unfinished(producer, ti, followers)
+    waiting = {f.task_id for f in pending}
+    assert asked == {"dag_id": "greenery_daily", "task_ids": set(daily.task_ids)}
+    assert "models.fct_orders.run" in waiting and "models.fct_page_views.run" in waiting
+    assert not {"models.stg_greenery__orders.run", "models.dim_users.run"} & waiting  # ended, or retries alone
+    # dim_users failed: its test and everything below it wait for it, not for this producer.
+    assert "models.dim_users.test" not in waiting and "docs_generate" not in waiting
+    nodes = _step_nodes(None, pending)
+    assert nodes[SNAPSHOT] == [] and "model.greenery.fct_orders" in nodes[BUILD]
+    assert "model.greenery.stg_greenery__orders" not in nodes[BUILD]
+    # With a selection, only the nodes both pick.
+    assert _step_nodes(["model.greenery.fct_orders"], pending) == {SNAPSHOT: [], BUILD: ["model.greenery.fct_orders"]}
+    assert _step_nodes(["snapshot.greenery.orders_snapshot", "model.greenery.a"]) == {
+        SNAPSHOT: ["snapshot.greenery.orders_snapshot"],
+        BUILD: ["snapshot.greenery.orders_snapshot", "model.greenery.a"],
+    }
+
+
+class _FakeTi:
+    dag_id, run_id, task_id = "greenery_daily", "r", "models.fct_orders.run"
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number = try_number
+
+
+def _trigger_events(trigger: NodeResultTrigger, results: list[Any], states: list[str | None]) -> tuple[list, dict]:
+    """Run the trigger to its first event, its XCom reads answered from ``results`` and its producer-state reads
+    from ``states`` (the last answer repeats)."""
+    calls = Counter()
+
+    async def xcom(task_id: str, key: str) -> Any:
+        calls[key] += 1
+        if key == "return_value":
+            return {"selected": ["model.greenery.other"], "selection_text": "select=other"}
+        return results[min(calls[key], len(results)) - 1]
+
+    async def producer_state() -> str | None:
+        calls["state"] += 1
+        return states[min(calls["state"], len(states)) - 1]
+
+    trigger._xcom, trigger._producer_state = xcom, producer_state
+
+    async def first() -> list:
+        async for event in trigger.run():
+            return [event]
+        return []
+
+    return asyncio.run(first()), calls
+
+
+def _trigger(try_number: int = 1, clear_number: int | str = 0, selectable: bool = False) -> NodeResultTrigger:
+    trigger = NodeResultTrigger(
+        "dbt_build",
+        ["model.greenery.fct_orders"],
+        selectable=selectable,
+        validate_task_id="validate_params",
+        poll_seconds=0,
+        clear_number=clear_number,
+    )
+    trigger.task_instance = _FakeTi(try_number)
+    return trigger
+
+
+def test_a_node_task_ends_in_the_triggerer_on_one_read_when_its_result_is_there() -> None:
+    events, calls = _trigger_events(_trigger(), [{"outcome": SUCCESS, "clear_number": 0}], ["running"])
+    assert isinstance(events[0], TaskSuccessEvent) and calls == {result_key(_FakeTi.task_id): 1}
+
+
+def test_a_result_from_before_the_run_was_cleared_is_never_used() -> None:
+    stale = {"outcome": FAILED, "clear_number": 1, "nodes": []}
+    # The producer ran again since the clear: its new result ends the task.
+    events, _ = _trigger_events(
+        _trigger(clear_number="2"), [stale, None, {"outcome": SUCCESS, "clear_number": 2}], [None, "running"]
+    )
+    assert isinstance(events[0], TaskSuccessEvent)
+    # The producer was not cleared: its old result says nothing about this try, which runs on a worker.
+    events, _ = _trigger_events(_trigger(clear_number="2"), [stale], ["success"])
+    assert events[0].payload["action"] == RUN_HERE
+
+
+def test_a_node_task_outside_the_selection_is_skipped_and_a_retry_waits_for_the_producer() -> None:
+    events, _ = _trigger_events(_trigger(selectable=True), [None], ["running"])
+    assert isinstance(events[0], TaskSkippedEvent)
+    # A retry ignores the result it failed on and runs its node on a worker once the producer has ended.
+    failed = {"outcome": FAILED, "clear_number": 0, "nodes": []}
+    events, calls = _trigger_events(_trigger(try_number=2), [failed], ["running", "running", "success"])
+    assert events[0].payload["action"] == RUN_HERE and calls["state"] == 3
+    assert calls[result_key(_FakeTi.task_id)] == 0
+    # A producer that failed for good before it reached the node: the task says so at once.
+    events, _ = _trigger_events(_trigger(), [None], ["failed"])
+    assert events[0].payload["action"] == PRODUCER_GONE

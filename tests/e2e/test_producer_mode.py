@@ -1,11 +1,16 @@
 """``GREENERY_COSMOS_EXECUTION_MODE=producer`` on ``make up``'s platform with the real scheduler and triggerer: a
-green daily run whose node tasks never reach a worker, a run on bad raw data whose failing test task fails with
-dbt's message and alerts a local HTTP Slack server while the rest of the run goes on, and a clear of that task,
-after the data is fixed, that runs it on a worker (include/dbt_tasks/producer.py)."""
+green daily run whose node tasks never reach a worker, beside an hourly run whose snapshots never overlap it; a
+run on bad raw data whose failing test task fails with dbt's message and alerts a local HTTP Slack server while
+the rest of the run goes on, and a clear of that task, after the data is fixed, that runs it on a worker; a
+producer killed in the middle of its build, whose retry builds only what had not finished
+(include/dbt_tasks/producer.py)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import signal
 import time
 import urllib.parse
 import urllib.request
@@ -17,11 +22,11 @@ import pytest
 from include.dbt_tasks.producer import PRODUCER_TASK_ID
 from tests.alerts.slack_stub import SlackWebhookStub
 from tests.conftest import started_platform
-from tests.e2e.test_platform import FINISHED, AirflowApi, _warehouse
+from tests.e2e.test_platform import FINISHED, AirflowApi, _dbt_nodes_waiting_on_the_lock, _warehouse
 
 pytestmark = pytest.mark.timeout(30 * 60)
 
-DAILY = "greenery_daily"
+DAILY, HOURLY = "greenery_daily", "greenery_hourly_snapshot"
 PRICE_TEST_TASK = "models.greenery_products_source_test"
 BAD_PRODUCT_PRICE = -4.5
 
@@ -51,18 +56,18 @@ def api(platform: dict[str, Any]) -> AirflowApi:
     return AirflowApi(platform["url"])
 
 
-def _finished_run(api: AirflowApi, run_id: str, timeout: float = 15 * 60) -> dict:
+def _finished_run(api: AirflowApi, run_id: str, timeout: float = 15 * 60, dag_id: str = DAILY) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        run = api.get(f"/api/v2/dags/{DAILY}/dagRuns/{urllib.parse.quote(run_id)}")
+        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}")
         if run["state"] in ("success", "failed"):
             return run
         assert time.monotonic() < deadline, f"{run_id} still {run['state']} after {timeout:.0f} s"
         time.sleep(3)
 
 
-def _tasks(api: AirflowApi, run_id: str) -> dict[str, dict]:
-    return {ti["task_id"]: ti for ti in api.task_instances(DAILY, urllib.parse.quote(run_id))}
+def _tasks(api: AirflowApi, run_id: str, dag_id: str = DAILY) -> dict[str, dict]:
+    return {ti["task_id"]: ti for ti in api.task_instances(dag_id, urllib.parse.quote(run_id))}
 
 
 def _log(api: AirflowApi, run_id: str, task_id: str, try_number: int) -> str:
@@ -76,13 +81,22 @@ def _log(api: AirflowApi, run_id: str, task_id: str, try_number: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def green_run(api: AirflowApi) -> dict:
-    """The daily run the scheduler starts on its own when the platform comes up (catchup is off)."""
+def green_runs(api: AirflowApi) -> dict[str, dict]:
+    """The daily and hourly runs the scheduler starts on its own when the platform comes up (catchup is off), at
+    the same time."""
+    found = {}
     deadline = time.monotonic() + 5 * 60
-    while not (runs := api.get(f"/api/v2/dags/{DAILY}/dagRuns?run_type=scheduled&limit=5")["dag_runs"]):
-        assert time.monotonic() < deadline, "the scheduler started no greenery_daily run within 5 minutes"
-        time.sleep(3)
-    return _finished_run(api, runs[0]["dag_run_id"])
+    for dag_id in (DAILY, HOURLY):
+        while not (runs := api.get(f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled&limit=5")["dag_runs"]):
+            assert time.monotonic() < deadline, f"the scheduler started no {dag_id} run within 5 minutes"
+            time.sleep(3)
+        found[dag_id] = runs[0]
+    return {dag_id: _finished_run(api, run["dag_run_id"], dag_id=dag_id) for dag_id, run in found.items()}
+
+
+@pytest.fixture(scope="module")
+def green_run(green_runs: dict[str, dict]) -> dict:
+    return green_runs[DAILY]
 
 
 def test_a_green_run_builds_every_node_in_one_dbt_process_and_no_node_task_reaches_a_worker(
@@ -97,6 +111,11 @@ def test_a_green_run_builds_every_node_in_one_dbt_process_and_no_node_task_reach
     on_workers = sorted(task_id for task_id, ti in node_tasks.items() if ti["queued_when"] or ti["pid"])
     assert on_workers == []
     assert tasks[PRODUCER_TASK_ID]["queued_when"] and tasks[PRODUCER_TASK_ID]["try_number"] == 1
+    # The marts' assets, which the node tasks ended in the triggerer cannot record, come from the producer.
+    events = api.get(f"/api/v2/assets/events?source_dag_id={DAILY}&limit=500")["asset_events"]
+    uris = {event["uri"] for event in events if event["source_run_id"] == green_run["dag_run_id"]}
+    assert any(uri.endswith("/analytics_product/product_funnel") for uri in uris), uris
+    assert not any("/analytics_staging/" in uri for uri in uris), uris  # only the marts, as in local mode
     with _warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from analytics_core.fct_orders")
         assert cursor.fetchone()[0] > 0
@@ -106,6 +125,26 @@ def test_a_green_run_builds_every_node_in_one_dbt_process_and_no_node_task_reach
             (green_run["dag_run_id"], PRODUCER_TASK_ID),
         )
         assert [row[0] for row in cursor.fetchall()] == ["source freshness", "build", "build"]
+
+
+def test_the_hourly_and_daily_snapshot_steps_started_together_never_overlap(
+    api: AirflowApi, green_runs: dict[str, dict]
+) -> None:
+    # Each DAG's producer runs its snapshots and holds the one dbt_snapshots slot while it runs; the node tasks
+    # in the triggerer hold none. Every task that took a worker in that pool ran alone.
+    on_workers = [
+        (ti["start_date"], ti["end_date"], f"{dag_id}.{ti['task_id']}")
+        for dag_id, run in green_runs.items()
+        for ti in _tasks(api, run["dag_run_id"], dag_id).values()
+        if ti["pool"] == "dbt_snapshots" and ti["queued_when"]
+    ]
+    assert {name.split(".")[0] for _, _, name in on_workers} == {DAILY, HOURLY}, on_workers
+    assert {run["state"] for run in green_runs.values()} == {"success"}
+    spans = sorted(on_workers)
+    assert [(a[2], b[2]) for a, b in itertools.pairwise(spans) if b[0] < a[1]] == []
+    hourly = _tasks(api, green_runs[HOURLY]["dag_run_id"], HOURLY)
+    assert {ti["state"] for ti in hourly.values()} == {"success"}
+    assert [task_id for task_id, ti in hourly.items() if ti["queued_when"]] == [PRODUCER_TASK_ID]
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +201,66 @@ def test_clearing_the_failed_test_after_fixing_the_data_runs_it_and_its_downstre
     assert "Running this task's dbt command here" in _log(api, run_id, PRICE_TEST_TASK, 2)
     assert tasks["models.stg_greenery__products.run"]["state"] == "success"
     assert {ti["state"] for ti in tasks.values()} <= FINISHED
+
+
+@pytest.fixture(scope="module")
+def killed_run(api: AirflowApi, platform: dict[str, Any], green_runs: dict[str, dict]) -> dict:
+    """A daily run whose producer is SIGKILLed while dbt builds: a session holds fct_page_views (built by the green
+    run) locked, so dbt's build waits on it with the staging layer done; the producer's task process is killed,
+    the lock released, and Airflow retries the producer (after the DAG's retry delay)."""
+    lock = _warehouse(platform)
+    with lock.cursor() as cursor:
+        cursor.execute("lock table analytics_product.fct_page_views in access exclusive mode")
+    try:
+        run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
+        waiting: set[str] = set()
+        deadline = time.monotonic() + 10 * 60
+        while "model.greenery.fct_page_views" not in waiting:
+            assert time.monotonic() < deadline, f"dbt never reached fct_page_views; waiting: {waiting}"
+            waiting |= _dbt_nodes_waiting_on_the_lock(platform)
+            time.sleep(0.5)
+        producer = _tasks(api, run["dag_run_id"])[PRODUCER_TASK_ID]
+        assert producer["state"] == "running" and producer["pid"], producer
+        os.kill(producer["pid"], signal.SIGKILL)
+    finally:
+        lock.close()
+    return {**_finished_run(api, run["dag_run_id"]), "waiting": waiting}
+
+
+def test_a_killed_producer_is_retried_and_builds_only_what_had_not_finished(
+    api: AirflowApi, killed_run: dict, platform: dict[str, Any]
+) -> None:
+    run_id = killed_run["dag_run_id"]
+    tasks = _tasks(api, run_id)
+    assert "model.greenery.fct_page_views" in killed_run["waiting"]
+    assert killed_run["state"] == "success", {t: ti["state"] for t, ti in tasks.items() if ti["state"] != "success"}
+    assert tasks[PRODUCER_TASK_ID]["try_number"] == 2
+    # No node task noticed: each waited in the triggerer for its result, from either try of the producer.
+    node_tasks = {task_id: ti for task_id, ti in tasks.items() if task_id not in ("validate_params", PRODUCER_TASK_ID)}
+    assert [task_id for task_id, ti in node_tasks.items() if ti["try_number"] != 1 or ti["queued_when"]] == []
+    with _warehouse(platform) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "select i.command, n.unique_id from dbt_meta.invocations i join dbt_meta.node_results n using "
+            "(invocation_id) where i.run_id = %s and i.task_id = %s and i.try_number = 2",
+            (run_id, PRODUCER_TASK_ID),
+        )
+        rebuilt = {unique_id for command, unique_id in cursor.fetchall()}
+        # The retry built the page views and what reads them, not the staging layer the first try had finished.
+        assert "model.greenery.fct_page_views" in rebuilt
+        assert not {"model.greenery.stg_greenery__events", "model.greenery.stg_greenery__users"} & rebuilt
+        cursor.execute(
+            "select command from dbt_meta.invocations where run_id = %s and task_id = %s and try_number = 2",
+            (run_id, PRODUCER_TASK_ID),
+        )
+        assert [row[0] for row in cursor.fetchall()] == ["build"]  # freshness and snapshots had ended
+        # Every page view that had arrived before the run is in the mart exactly once.
+        cursor.execute("select count(*), count(distinct event_id) from analytics_product.fct_page_views")
+        rows, keys = cursor.fetchone()
+        assert rows == keys
+        cursor.execute(
+            "select count(*) from raw.events where event_type = 'page_view' and _loaded_at < %s and event_id not in "
+            "(select event_id from analytics_product.fct_page_views)",
+            (killed_run["start_date"],),
+        )
+        assert cursor.fetchone()[0] == 0
+    assert "building what had not finished" in _log(api, run_id, PRODUCER_TASK_ID, 2)
