@@ -153,10 +153,21 @@ def _range(stats: dict[str, Any] | None, fmt=_s) -> str:
     return median if stats["n"] == 1 else f"{median} ({fmt(stats['min'])} – {fmt(stats['max'])})"
 
 
+def _in_unit(value: float, unit: str, target: bool = False) -> str:
+    """A goal's figure: a ratio (``x``; a target as written, a measurement to two places), megabytes or a count."""
+    if unit == "x":
+        return f"{value:g}×" if target else _x(value)
+    return _mb(value) if unit == "MB" else f"{value:g} {unit}"
+
+
 def _verdict(goal: dict[str, Any]) -> str:
     if goal["met"] is None:
         return "reported (no numeric goal)"
-    return "**met**" if goal["met"] else f"**missed** by {(goal['measured'] / goal['target'] - 1) * 100:.0f}%"
+    if goal["met"]:
+        return "**met**"
+    if not goal["target"]:
+        return f"**missed** ({_in_unit(goal['measured'], goal.get('unit', 'x'))})"
+    return f"**missed** by {(goal['measured'] / goal['target'] - 1) * 100:.0f}%"
 
 
 def _row(*cells: Any) -> str:
@@ -193,7 +204,12 @@ def _header(doc: dict[str, Any], out_dir: Path) -> list[str]:
     if doc.get("notes"):
         lines += ["## Notes on this run", "", *[f"- {note}" for note in doc["notes"]], ""]
     rows = [
-        _row(g["description"], "–" if g["target"] is None else f"≤ {g['target']:.1f}×", _x(g["measured"]), _verdict(g))
+        _row(
+            g["description"],
+            "–" if g["target"] is None else f"≤ {_in_unit(g['target'], g.get('unit', 'x'), target=True)}",
+            _in_unit(g["measured"], g.get("unit", "x")),
+            _verdict(g),
+        )
         for g in doc["goals"].values()
     ]
     return [*lines, "## Summary", "", *_table("Goal | Target | Measured | Verdict", rows)]
@@ -215,6 +231,16 @@ def _default_mode(body: dict[str, Any]) -> list[str]:
             text += f", and all {ok['pairs_measured']} of its runs succeeded" if ok["all_runs_succeeded"] else ""
         text += "."
     lines = ["## Default execution mode", "", text, ""]
+    if default == "producer":
+        return [
+            *lines,
+            "PRODUCER is the default (`GREENERY_COSMOS_EXECUTION_MODE`, declared in `include/settings.py`): every dbt "
+            "node keeps its own task, log, retry and alert, while dbt runs once per run, in `dbt_build`, and the node "
+            "tasks of a green run never take a worker. A failed node's task still fails on a worker with dbt's "
+            "message, and its retry or a clear runs that node on its own, as in LOCAL (docs/dags.md). LOCAL and "
+            "WATCHER stay selectable; `airflow dags test`, which has no triggerer, runs best in LOCAL.",
+            "",
+        ]
     if default != "local":
         return lines
     saved = median.get("local", 0) - median.get("watcher", 1e9)
@@ -318,6 +344,10 @@ def _overhead(body: dict[str, Any]) -> list[str]:
             "",
             *_table("Mode | DAG run | Bare dbt | Ratio (median of pairs)", rows),
         ]
+    # The producer mode's node tasks run no dbt: its run is explained under "What limits the figures".
+    modes = {mode: s for mode, s in modes.items() if s.get("dbt_tasks_per_run")}
+    if not modes:
+        return lines
     medians = [s["per_task_phase_medians_seconds"] for s in modes.values()]
     rows = [_row(label, *(_s(m.get(key), 2) for m in medians)) for key, (label, _) in PHASES.items()]
     rows.append(

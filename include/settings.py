@@ -213,7 +213,7 @@ DAILY_DEADLINE_MINUTES = _declare(
 )
 COSMOS_EXECUTION_MODE = _declare(
     "GREENERY_COSMOS_EXECUTION_MODE",
-    "local",
+    "producer",
     "Cosmos execution mode",
     kind="choice",
     choices=("local", "watcher", "producer"),

@@ -1,10 +1,10 @@
 """The ``producer`` execution mode: one dbt process for a DAG run's dbt steps, one Airflow task per node all the same.
 
-``GREENERY_COSMOS_EXECUTION_MODE=producer`` (selectable; LOCAL stays the default, see bench/RESULTS.md). The DAG
-keeps every node task of the LOCAL mode, with the same ids, dependencies, trigger rules and assets; beside them one
-task, ``dbt_build`` (``DbtProducerOperator``), loads the project once and runs the run's dbt commands in its own process
-(``dbtRunner``), one after another: ``source freshness``, ``snapshot``, ``build`` (everything but the snapshots) and
-``docs generate``, as bare dbt would. It holds the ``dbt_snapshots`` pool slot throughout, so no two snapshot
+``GREENERY_COSMOS_EXECUTION_MODE=producer``, the default (``local`` and ``watcher`` stay selectable; the figures are
+in bench/RESULTS.md). The DAG keeps every node task of the LOCAL mode, with the same ids, dependencies, trigger rules
+and assets; beside them one task, ``dbt_build`` (``DbtProducerOperator``), loads the project once and runs the run's
+dbt commands in its own process (``dbtRunner``), one after another: ``source freshness``, ``snapshot``, ``build``
+(everything but the snapshots) and ``docs generate``, as bare dbt would. It holds the ``dbt_snapshots`` pool slot throughout, so no two snapshot
 commands ever overlap, across DAGs.
 
 As each node finishes, dbt tells the producer (an event callback), and once every node of a node task has finished

@@ -288,10 +288,19 @@ def one_dbt_process(
     ``operator_args``' ``vars`` and ``full_refresh`` are handed to dbt as in the node tasks."""
     if not uses_producer():
         return None
-    from include.dbt_tasks.producer import PRODUCER_TASK_ID, DbtProducerOperator, follow_producer
-
     anchor = getattr(anchor, "operator", anchor)  # the task behind a TaskFlow call's XComArg
     dag = anchor.dag
+    if not settings.DBT_MANIFEST_PATH.is_file():
+        # The producer maps node tasks to dbt nodes from the manifest; Cosmos' dbt ls fallback has none to share.
+        log.warning(
+            "The producer execution mode needs the dbt manifest (%s; `make manifest` writes it): %s runs each dbt "
+            "node in its own task instead, as the local mode does.",
+            settings.DBT_MANIFEST_PATH,
+            dag.dag_id,
+        )
+        return None
+    from include.dbt_tasks.producer import PRODUCER_TASK_ID, DbtProducerOperator, follow_producer
+
     followers = follow_producer(dag.tasks, selectable)
     args = operator_args or {}
     producer = DbtProducerOperator(

@@ -96,7 +96,8 @@ def test_daily_order_is_validate_freshness_snapshots_models_docs(daily) -> None:
     for task_id in model_ids:
         ancestors = tasks[task_id].get_flat_relative_ids(upstream=True)
         assert snapshot_ids <= ancestors, f"{task_id} does not wait for the snapshots"
-    assert tasks["docs_generate"].get_flat_relative_ids(upstream=True) == set(tasks) - {"docs_generate"}
+    # Every task but the producer mode's dbt_build, which runs beside the node tasks, not before them.
+    assert tasks["docs_generate"].get_flat_relative_ids(upstream=True) == set(tasks) - {"docs_generate", "dbt_build"}
     assert tasks["docs_generate"].downstream_task_ids == set()
 
 
@@ -147,9 +148,11 @@ def test_dbt_tasks_retry_with_back_off_and_tests_only_when_their_connection_drop
 def test_hourly_dag_runs_only_the_snapshots(hourly, manifest) -> None:
     snapshots = _names(manifest, "snapshot")
     assert snapshots
-    assert all(t.task_id.startswith("snapshots.") for t in hourly.tasks)
-    assert {type(t).__name__ for t in hourly.tasks if not _is_test(t)} == {"DbtSnapshotLocalOperator"}
-    assert {t.task_id.split(".")[1] for t in hourly.tasks if not _is_test(t)} == snapshots
+    # Besides them, in the producer mode, the dbt_build task that runs them all in one dbt process.
+    nodes = [t for t in hourly.tasks if t.task_id != "dbt_build"]
+    assert all(t.task_id.startswith("snapshots.") for t in nodes)
+    assert {type(t).__name__ for t in nodes if not _is_test(t)} == {"DbtSnapshotLocalOperator"}
+    assert {t.task_id.split(".")[1] for t in nodes if not _is_test(t)} == snapshots
 
 
 def test_every_snapshot_task_of_both_dags_shares_the_one_slot_pool(daily, hourly) -> None:
@@ -159,8 +162,9 @@ def test_every_snapshot_task_of_both_dags_shares_the_one_slot_pool(daily, hourly
     snapshot_tasks = [t for dag in (daily, hourly) for t in dag.tasks if type(t).__name__ == "DbtSnapshotLocalOperator"]
     assert len(snapshot_tasks) >= 2
     assert {t.pool for t in snapshot_tasks} == {SNAPSHOT_POOL}
+    # Besides them only the producer mode's dbt_build, which runs the snapshots of its run.
     other = [t.task_id for t in daily.tasks if not t.task_id.startswith("snapshots.") and t.pool == SNAPSHOT_POOL]
-    assert other == []
+    assert other in ([], ["dbt_build"])
 
 
 def test_freshness_does_not_block_the_build_unless_configured(daily, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +226,9 @@ def test_execution_mode_is_one_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(settings.COSMOS_EXECUTION_MODE.name, "WATCHER")
     assert cosmos_config.execution_mode() == ExecutionMode.WATCHER
     monkeypatch.delenv(settings.COSMOS_EXECUTION_MODE.name)
-    assert cosmos_config.execution_mode() == ExecutionMode(settings.COSMOS_EXECUTION_MODE.default)
+    # The default, the producer mode, renders Cosmos' LOCAL tasks and runs dbt beside them in one process.
+    assert settings.COSMOS_EXECUTION_MODE.default == "producer"
+    assert cosmos_config.execution_mode() == ExecutionMode.LOCAL and cosmos_config.uses_producer()
     monkeypatch.setenv(settings.COSMOS_EXECUTION_MODE.name, "kubernetes")
     with pytest.raises(settings.ConfigurationError, match="use one of local, watcher"):
         cosmos_config.execution_mode()
