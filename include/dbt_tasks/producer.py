@@ -4,8 +4,8 @@
 in bench/RESULTS.md). The DAG keeps every node task of the LOCAL mode, with the same ids, dependencies, trigger rules
 and assets; beside them one task, ``dbt_build`` (``DbtProducerOperator``), loads the project once and runs the run's
 dbt commands in its own process (``dbtRunner``), one after another: ``source freshness``, ``snapshot``, ``build``
-(everything but the snapshots) and ``docs generate``, as bare dbt would. It holds the ``dbt_snapshots`` pool slot throughout, so no two snapshot
-commands ever overlap, across DAGs.
+(everything but the snapshots) and ``docs generate``, as bare dbt would. It holds the ``dbt_snapshots`` pool slot
+throughout, so no two snapshot commands ever overlap, across DAGs.
 
 As each node finishes, dbt tells the producer (an event callback), and once every node of a node task has finished
 the producer pushes that task's result as an XCom, which every machine of the deployment can read. The node tasks
@@ -21,6 +21,10 @@ uses no worker for them. A node task resumes on a worker only when it has to:
 When a dbt step fails in a way that stops what comes after it in LOCAL mode (a snapshot fails; freshness fails with
 ``GREENERY_FRESHNESS_BLOCKS=1``; a node fails, so no docs), the producer stops there too: the node tasks after it
 end ``upstream_failed`` through their own trigger rules, exactly as before.
+
+A retry of the producer itself (its process killed, dbt cut off from the warehouse) builds only the node tasks still
+waiting for a result; the marts' asset events, which node tasks ended in the triggerer cannot record, are the
+producer's (docs/dags.md).
 """
 
 from __future__ import annotations
