@@ -745,7 +745,8 @@ def write(doc: dict[str, Any], out_dir: Path) -> Path:
 def console_summary(doc: dict[str, Any], page: Path) -> str:
     lines = [f"Benchmark ({doc['size']['name']}) finished in {doc['duration_seconds'] / 60:.1f} min."]
     lines += [
-        f"  {g['description']}: {_x(g['measured'])}, {_verdict(g).replace('**', '')}" for g in doc["goals"].values()
+        f"  {g['description']}: {_in_unit(g['measured'], g.get('unit', 'x'))}, {_verdict(g).replace('**', '')}"
+        for g in doc["goals"].values()
     ]
     return "\n".join([*lines, f"Results: {page}"])
 
