@@ -367,11 +367,13 @@ class DbtProducerOperator(BaseOperator):
         self.cache_name = cache_name
         # The node tasks that end in the triggerer emit no assets (Airflow records outlets only for a task that
         # ends on a worker), so the producer emits theirs, through an alias of its own, as Cosmos' tasks do.
+        self.asset_alias: str | None = None
         if any(getattr(task, "emit_datasets", False) for task in self.dag.tasks):
             from airflow.sdk import AssetAlias
             from cosmos.dataset import get_dataset_alias_name
 
-            self.outlets = [*self.outlets, AssetAlias(get_dataset_alias_name(self.dag, None, self.task_id))]
+            self.asset_alias = get_dataset_alias_name(self.dag, None, self.task_id)
+            self.outlets = [*self.outlets, AssetAlias(self.asset_alias)]
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from cosmos.dbt.project import create_symlinks
@@ -442,8 +444,10 @@ class DbtProducerOperator(BaseOperator):
     ) -> None:
         """Asset events for the nodes dbt built whose node tasks emit assets (the marts), with the URIs Cosmos'
         own tasks give them."""
+        if self.asset_alias is None:
+            return
         from airflow.sdk import Asset, AssetAlias
-        from cosmos.dataset import compute_model_outlet_uris, get_dataset_alias_name, get_dataset_namespace
+        from cosmos.dataset import compute_model_outlet_uris, get_dataset_namespace
 
         from include.dbt_tasks.cosmos_config import profile_config
 
@@ -456,7 +460,7 @@ class DbtProducerOperator(BaseOperator):
         if not namespace:
             return
         uris = compute_model_outlet_uris(manifest_path, namespace)
-        alias = AssetAlias(get_dataset_alias_name(self.dag, None, self.task_id))
+        alias = AssetAlias(self.asset_alias)
         emitted = [uri for uid in built for uri in uris.get(uid, [])]
         for uri in emitted:
             context["outlet_events"][alias].add(Asset(uri))
