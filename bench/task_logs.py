@@ -98,6 +98,11 @@ def _timestamp(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def span(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
+    """Seconds from ``a`` to ``b``, when both are known."""
+    return round((b - a).total_seconds(), 3) if a and b else None
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines log, skipping any other line (none when there is no log)."""
     records = []
@@ -124,9 +129,6 @@ def read_task_log(path: Path, started: dt.datetime | None, ended: dt.datetime | 
     dbt_lines = [(t, e) for t, e, r in events if _is_dbt_output(r.get("logger"), e)]
     found = next((t for t, e in dbt_lines if FOUND.match(DBT_CLOCK.sub(r"\4", ANSI.sub("", e).strip()))), None)
     dbt_end = dbt_lines[-1][0] if dbt_lines else None
-
-    def span(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
-        return round((b - a).total_seconds(), 3) if a and b else None
 
     return TaskPhases(
         dag_file_parse_seconds=round(parse_ms / 1000, 3) if isinstance(parse_ms, int | float) else None,
@@ -165,9 +167,6 @@ def read_trigger_log(path: Path, started: dt.datetime, ended: dt.datetime) -> di
             trigger_start = at
         elif event == "Trigger fired event":
             fired = at
-
-    def span(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
-        return round((b - a).total_seconds(), 3) if a and b else None
 
     return {
         "pickup_seconds": span(started, trigger_start),

@@ -13,7 +13,7 @@ Kept free of dbt and Cosmos imports: the triggerer imports this module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
@@ -32,6 +32,13 @@ def _count(value: Any) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def left_out(nodes: Iterable[str], selected: Iterable[str] | None) -> bool:
+    """A node task the run's selection (``validate_params``' ``selected``; None: everything) leaves out: it has
+    nodes and none of them is selected."""
+    nodes = set(nodes)
+    return bool(nodes) and selected is not None and not nodes & set(selected)
 
 
 def result_key(task_id: str) -> str:
@@ -101,8 +108,7 @@ class NodeResultTrigger(BaseTrigger):
         if not self.selectable or not self.validate_task_id or not self.nodes:
             return None
         chosen = await self._xcom(self.validate_task_id, "return_value") or {}
-        selected = chosen.get("selected")
-        if selected is None or set(self.nodes) & set(selected):
+        if not left_out(self.nodes, chosen.get("selected")):
             return None
         return f"Not in this run's selection ({chosen.get('selection_text')})."
 

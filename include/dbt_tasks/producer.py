@@ -53,6 +53,7 @@ from include.dbt_tasks.follower_trigger import (
     SKIPPED,
     SUCCESS,
     NodeResultTrigger,
+    left_out,
     result_key,
 )
 from include.dbt_tasks.selection import node_selector, task_nodes
@@ -392,11 +393,10 @@ class DbtProducerOperator(BaseOperator):
             log.info("Nothing to build in this run: every dbt task ends skipped.")
             return {"steps": []}
         names = {uid: node_name(manifest, uid) for kind in ("nodes", "sources") for uid in manifest.get(kind, {})}
-        left_out = [f for f in followers if selected is not None and f.step in (SNAPSHOT, BUILD)]
-        left_out = [f for f in left_out if f.nodes and not f.nodes & set(selected or ())]
+        unselected = [f for f in followers if f.step in (SNAPSHOT, BUILD) and left_out(f.nodes, selected)]
         publisher = _Publisher(ti, followers, names, clear_number)
-        publisher.skip(left_out, "Not in this run's selection.")
-        pending = [f for f in followers if f not in left_out]
+        publisher.skip(unselected, "Not in this run's selection.")
+        pending = [f for f in followers if f not in unselected]
         steps, step_nodes = self.steps, _step_nodes(selected)
         if (ti.try_number or 1) > 1:
             # A retry (the try before was killed, or lost its warehouse connection): what ended is not built again.

@@ -10,10 +10,10 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psycopg2
 import pytest
@@ -131,23 +131,6 @@ def warehouse(pg_cluster, module_database_factory, dbt_manifest, airflow_db, tmp
             os.environ["AIRFLOW_CONN_GREENERY_WAREHOUSE"] = previous
 
 
-@contextmanager
-def local_execution_mode() -> Iterator[None]:
-    """dag.test() runs every task in this process, with no triggerer: the DAG as the local execution mode renders
-    it, each dbt node in its own task. The producer mode, whose node tasks live in the triggerer, is tested on the
-    real scheduler and triggerer (tests/e2e/test_platform.py, test_producer_mode.py)."""
-    name = settings.COSMOS_EXECUTION_MODE.name
-    mode = os.environ.get(name)
-    os.environ[name] = "local"
-    try:
-        yield
-    finally:
-        if mode is None:
-            os.environ.pop(name)
-        else:
-            os.environ[name] = mode
-
-
 def load_dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -174,7 +157,10 @@ def run_dag(
     only: set[str] | None = None,
 ) -> DagRunResult:
     """``dag.test()`` of one DAG file; with ``only``, every other task is marked successful without running."""
-    with local_execution_mode():
+    # dag.test() runs every task in this process, with no triggerer: the DAG as the local execution mode renders
+    # it, each dbt node in its own task. The producer mode, whose node tasks live in the triggerer, is tested on
+    # the real scheduler and triggerer (tests/e2e/test_platform.py, test_producer_mode.py).
+    with mock.patch.dict(os.environ, {settings.COSMOS_EXECUTION_MODE.name: "local"}):
         return _run_dag(dag_id, logical_date, conf, only)
 
 

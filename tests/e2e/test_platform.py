@@ -185,10 +185,12 @@ def restart(api: AirflowApi, local_platform: dict[str, Any]) -> dict[str, Any]:
     runs = {DAILY: _scheduled_daily_run(api)}
     deadline = time.monotonic() + 15 * 60
     while True:
-        tis = api.task_instances(DAILY, runs[DAILY]["dag_run_id"])
-        running = [ti["task_id"] for ti in tis if ti["state"] == "running" and ti["task_id"].startswith("models.")]
         # The producer mode (the default) runs dbt in dbt_build while the node tasks wait in the triggerer.
-        running += [ti["task_id"] for ti in tis if ti["state"] == "running" and ti["task_id"] == "dbt_build"]
+        running = [
+            ti["task_id"]
+            for ti in api.task_instances(DAILY, runs[DAILY]["dag_run_id"])
+            if ti["state"] == "running" and (ti["task_id"].startswith("models.") or ti["task_id"] == "dbt_build")
+        ]
         if len(running) >= 2 or running == ["dbt_build"]:
             break
         assert time.monotonic() < deadline, "no two dbt tasks of the daily run ran at once within 15 minutes"
