@@ -1,7 +1,8 @@
 """Where the time of one Airflow task or one dbt command goes, read from its log.
 
 A Cosmos task log (Airflow 3 writes JSON lines) holds Airflow's own milestones (the worker's DAG-file parse),
-Cosmos' (``Trying to run dbtRunner with``) and dbt's console output with its per-node timings
+the start of the dbt command (``Starting dbt``, ``include.dbt_tasks.parsed_project``; Cosmos' own ``Trying to run
+dbtRunner with`` in older results), how dbt loaded the project, and dbt's console output with its per-node timings
 (``1 of 1 OK created sql view model ... [CREATE VIEW in 0.12s]``: the node's ``execution_time``, as in
 run_results.json) and the command's elapsed time (``Finished running ... (0.81s).``). The same dbt lines come
 out of a bare ``dbt`` command, so both sides of the comparison are split the same way.
@@ -12,15 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from include.dbt_tasks.parsed_project import LOADED_IN_FULL, STARTING_DBT
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # "... [CREATE VIEW in 0.12s]", "... [PASS in 0.05s]", "... [SELECT 30 in 0.32s]", "... [WARN 3 in 0.1s]"
 NODE_RESULT = re.compile(r"^\s*\d+ of \d+ (?!START)(\S+) .*\[(.*?) in (\d+(?:\.\d+)?)s\]\s*$")
 FINISHED = re.compile(r"Finished running .* \((\d+(?:\.\d+)?)s\)\.")
 FULL_PARSE = "Unable to do partial parsing"
+COSMOS_STARTING_DBT = "Trying to run dbtRunner"
 FOUND = re.compile(r"^\s*Found \d+ ")
 DBT_CLOCK = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\s+(.*)$")
 
@@ -125,10 +129,12 @@ def read_task_log(path: Path, started: dt.datetime | None, ended: dt.datetime | 
         except (ValueError, KeyError):
             continue
     parse_ms = next((r.get("dag_file_parse_ms") for _, e, r in events if e == "Worker startup parse complete"), None)
-    dbt_start = next((t for t, e, _ in events if e.startswith("Trying to run dbtRunner")), None)
+    dbt_start = next((t for t, e, _ in events if e.startswith((COSMOS_STARTING_DBT, STARTING_DBT))), None)
     dbt_lines = [(t, e) for t, e, r in events if _is_dbt_output(r.get("logger"), e)]
     found = next((t for t, e in dbt_lines if FOUND.match(DBT_CLOCK.sub(r"\4", ANSI.sub("", e).strip()))), None)
     dbt_end = dbt_lines[-1][0] if dbt_lines else None
+    timing = parse_dbt_output([e for _, e in dbt_lines])
+    loaded_in_full = any(e.startswith(LOADED_IN_FULL) for _, e, _ in events)
 
     return TaskPhases(
         dag_file_parse_seconds=round(parse_ms / 1000, 3) if isinstance(parse_ms, int | float) else None,
@@ -137,7 +143,7 @@ def read_task_log(path: Path, started: dt.datetime | None, ended: dt.datetime | 
         dbt_run_seconds=span(found, dbt_end),
         dbt_seconds=span(dbt_start, dbt_end),
         after_dbt_seconds=span(dbt_end, ended),
-        dbt=parse_dbt_output([e for _, e in dbt_lines]),
+        dbt=replace(timing, full_parse=timing.full_parse or loaded_in_full),
     )
 
 

@@ -14,7 +14,8 @@ uses no worker for them. A node task resumes on a worker only when it has to:
 
 - dbt failed its node: the task's log shows dbt's message and failing-row count, the failure alert goes out as in
   LOCAL mode, and a model retries (a data test does not: ``include.dbt_tasks.retries``);
-- a retry or a clear: the task runs its node on its own, with dbt, as in LOCAL mode;
+- a retry or a clear: the task runs its node on its own, with dbt, as in LOCAL mode, on the project parse that
+  ``dbt_build`` kept on the machine (``include.dbt_tasks.parsed_project``), so it does not parse the project again;
 - the producer ended (failed for good, or was cleared away) before dbt reached the node: the task fails and says
   so, within a poll of the producer's end, instead of waiting for the run's timeout.
 
@@ -354,7 +355,6 @@ class DbtProducerOperator(BaseOperator):
         dbt_vars: Mapping[str, str] | None = None,
         full_refresh: bool | str = False,
         selectable: bool = False,
-        cache_name: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -365,7 +365,6 @@ class DbtProducerOperator(BaseOperator):
         self.dbt_vars = dict(dbt_vars or {})
         self.full_refresh = full_refresh
         self.selectable = selectable
-        self.cache_name = cache_name
         # The node tasks that end in the triggerer emit no assets (Airflow records outlets only for a task that
         # ends on a worker), so the producer emits theirs, through an alias of its own, as Cosmos' tasks do.
         self.asset_alias: str | None = None
@@ -408,7 +407,6 @@ class DbtProducerOperator(BaseOperator):
                 log.info("Every node task of this run has ended: nothing is left to build (clear them to rebuild).")
                 return {"steps": []}
         publisher.pending = {f.task_id: f for f in pending}
-        cache = self._cache_dir()
         with (
             tempfile.TemporaryDirectory(prefix="greenery-dbt-") as tmp,
             profile_config().ensure_profile() as (
@@ -420,16 +418,10 @@ class DbtProducerOperator(BaseOperator):
             create_symlinks(settings.DBT_PROJECT_DIR, project, ignore_dbt_packages=False)
             target = project / "target"
             target.mkdir()
-            cached = cache / "partial_parse.msgpack"
-            if cached.is_file():
-                shutil.copy2(cached, target / "partial_parse.msgpack")
             shutil.copy2(profile_path, project / "profiles.yml")
             os.environ.update(env_vars)
             ran = self._run_steps(project, publisher, steps, step_nodes, manifest, context)
             self._emit_assets(context, target / "manifest.json", publisher, followers)
-            if (target / "partial_parse.msgpack").is_file():
-                cache.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(target / "partial_parse.msgpack", cached)
         if orphans := publisher.orphan_failures():
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -496,11 +488,6 @@ class DbtProducerOperator(BaseOperator):
         selected = chosen.get("selected")
         return None if selected is None else list(selected)
 
-    def _cache_dir(self) -> Path:
-        from cosmos import settings as cosmos_settings
-
-        return Path(cosmos_settings.cache_dir) / self.cache_name
-
     def _common_args(self, project: Path) -> list[str]:
         args = ["--project-dir", str(project), "--profiles-dir", str(project), "--target-path", str(project / "target")]
         args += ["--threads", str(settings.DBT_THREADS.value())]
@@ -541,11 +528,11 @@ class DbtProducerOperator(BaseOperator):
             elif event.info.name == "MainReportVersion":
                 publisher.invocation_id = event.info.invocation_id
 
+        from include.dbt_tasks import parsed_project
+
         common = self._common_args(project)
-        parsed = dbtRunner(callbacks=[on_event]).invoke(["parse", *common])
-        if not parsed.success:
-            raise RuntimeError(f"dbt could not load the project: {parsed.exception}")
-        runner = dbtRunner(manifest=parsed.result, callbacks=[on_event])
+        # Loaded without the run's vars, so that the window does not make dbt parse the whole project again.
+        runner = dbtRunner(manifest=parsed_project.load(project, project, project / "target"), callbacks=[on_event])
         ran: list[str] = []
         for step in steps:
             publisher.command = step

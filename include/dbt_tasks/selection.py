@@ -24,6 +24,8 @@ from include import settings
 
 # Node types a selection picks for this DAG; sources only so that a source's test task knows it was chosen.
 RESOURCE_TYPES = ("model", "snapshot", "test", "source")
+# The target of dbt/greenery/profiles.yml: listing nodes connects to nothing, so it needs no Airflow connection.
+PLAIN_DBT_TARGET = "dev"
 # What a criterion may contain: names, dotted and slashed paths, methods, wildcards and graph operators.
 _CRITERION = re.compile(r"^[A-Za-z0-9_.:/*+@,=\-]+$")
 # A criterion without its graph operators: 2+name+3, @name.
@@ -112,7 +114,13 @@ def resolve(
 
     from dbt.cli.main import dbtRunner
 
+    from include.dbt_tasks import parsed_project
+
     with tempfile.TemporaryDirectory(prefix="greenery-select-") as scratch:
+        try:
+            loaded = parsed_project.load(project_dir, settings.DBT_PROFILES_DIR, Path(scratch), target=PLAIN_DBT_TARGET)
+        except RuntimeError as error:
+            raise InvalidSelection(f"{error}.") from None
         # The ids come back in the result; --log-level none keeps them (and dbt's banner) out of the task log.
         argv = ["--log-level", "none", "ls", "--output", "json", "--output-keys", "unique_id"]
         for resource_type in RESOURCE_TYPES:
@@ -120,9 +128,9 @@ def resolve(
         argv += ["--select", *select] if select else []
         argv += ["--exclude", *exclude] if exclude else []
         argv += ["--project-dir", str(project_dir), "--profiles-dir", str(settings.DBT_PROFILES_DIR)]
-        argv += ["--target-path", scratch, "--log-path", scratch]
+        argv += ["--target", PLAIN_DBT_TARGET, "--target-path", scratch, "--log-path", scratch]
         argv += ["--state", str(state_dir)] if state_dir is not None else []
-        result = dbtRunner().invoke(argv)
+        result = dbtRunner(manifest=loaded).invoke(argv)
     if not result.success:
         detail = " ".join(str(result.exception or "dbt ls failed").split()).removeprefix("Runtime Error ")
         raise InvalidSelection(f"dbt cannot use this selection: {detail}.")

@@ -34,6 +34,7 @@ from include.dbt_tasks.cosmos_config import (
     uses_producer,
 )
 from include.dbt_tasks.docs import publish_docs
+from include.dbt_tasks.parsed_project import share_parse
 from include.dbt_tasks.retries import CALLBACK as FAIL_UNLESS_CONNECTION_DROPPED
 from include.dbt_tasks.selection import skip_unless_selected, skip_when_nothing_to_build
 
@@ -123,7 +124,7 @@ def source_freshness(
     # Waiting a few minutes does not make a late source fresh (the alert is what matters): retried only when
     # the connection dropped.
     args["callback"] = [*_callbacks(args["callback"]), FAIL_UNLESS_CONNECTION_DROPPED]
-    return DbtSourceLocalOperator(
+    task = DbtSourceLocalOperator(
         task_id="source_freshness",
         select=f"source:{SOURCE_NAME}",
         emit_datasets=False,
@@ -132,6 +133,8 @@ def source_freshness(
         "alerts; with GREENERY_FRESHNESS_BLOCKS=1 an error also stops the build.",
         **args,
     )
+    share_parse([task])
+    return task
 
 
 def _tests_retry_only_on_dropped_connections(group: TaskGroup) -> None:
@@ -212,6 +215,7 @@ def snapshot_group(operator_args: dict[str, Any] | None = None, selectable: bool
         operator_args=_selectable_args({**_group_operator_args(operator_args), "pool": SNAPSHOT_POOL}, selectable),
     )
     _tests_retry_only_on_dropped_connections(group)
+    share_parse(group.iter_tasks())
     if selectable:
         _run_after_skipped_upstream(group)
     return group
@@ -238,6 +242,7 @@ def model_group(operator_args: dict[str, Any] | None = None, selectable: bool = 
     )
     _tests_retry_only_on_dropped_connections(group)
     _assets_only_from_marts(group)
+    share_parse(group.iter_tasks())
     if selectable:
         _run_after_skipped_upstream(group)
     return group
@@ -253,7 +258,7 @@ def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None, sele
     if selectable:
         args["pre_execute"] = skip_when_nothing_to_build
         callbacks.append(RECORD_PROJECT_STATE)
-    return DbtDocsLocalOperator(
+    task = DbtDocsLocalOperator(
         task_id="docs_generate",
         callback=callbacks,
         trigger_rule=TriggerRule.NONE_FAILED,
@@ -262,6 +267,8 @@ def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None, sele
         doc_md=f"`dbt docs generate`, copied to {settings.DBT_DOCS_DIR} and served under Browse > dbt Docs.",
         **args,
     )
+    share_parse([task])
+    return task
 
 
 def freshness_then_snapshots(validated: BaseOperator, freshness: BaseOperator, snapshots: TaskGroup) -> None:
@@ -310,7 +317,6 @@ def one_dbt_process(
         dbt_vars=args.get("vars"),
         full_refresh=args.get("full_refresh", False),
         selectable=selectable,
-        cache_name=f"{dag.dag_id}__{PRODUCER_TASK_ID}",
         # It runs the snapshots: it holds the one slot for all of its run, so snapshots never overlap.
         pool=SNAPSHOT_POOL,
         doc_md="All of this run's dbt commands in one dbt process; each node task shows its node's result "

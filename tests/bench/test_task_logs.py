@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.cosmos_overhead import critical_path
 from bench.task_logs import parse_dbt_output, read_task_log, read_trigger_log
 
@@ -64,6 +66,33 @@ def test_task_log_is_split_into_phases(tmp_path: Path):
     assert phases.dbt_seconds == 10.0  # dbt's last line at 14 s
     assert phases.after_dbt_seconds == 6.0
     assert phases.dbt.node_seconds == 0.47
+
+
+@pytest.mark.parametrize(
+    ("loaded", "full_parse"),
+    [
+        ("dbt project loaded (nothing had changed since its last parse on this machine).", False),
+        ("dbt project loaded (parsed in full: saved manifest not found. Starting full parse).", True),
+    ],
+)
+def test_a_task_that_loads_the_kept_parse_starts_dbt_at_its_own_line(tmp_path: Path, loaded, full_parse):
+    t0 = dt.datetime(2026, 1, 1, 9, 0, 0, tzinfo=dt.UTC)
+    at = lambda seconds: t0 + dt.timedelta(seconds=seconds)  # noqa: E731
+    logger = "include.dbt_tasks.parsed_project"
+    # dbt itself is silent about the parse now: the task's own line says how the project was loaded.
+    output = [line for line in DBT_OUTPUT.splitlines() if "partial parsing" not in line]
+    lines = [
+        _record(at(2), "Starting dbt run --select x --vars {}", logger),
+        _record(at(3), loaded, logger),
+        *(_record(at(4 + i), line, "task.stdout") for i, line in enumerate(output)),
+    ]
+    log = tmp_path / "attempt=1.log"
+    log.write_text("\n".join(lines) + "\n")
+
+    phases = read_task_log(log, started=t0, ended=at(20))
+
+    assert phases.to_dbt_start_seconds == 2.0
+    assert phases.dbt.full_parse is full_parse
 
 
 def test_a_missing_log_gives_no_phases(tmp_path: Path):
