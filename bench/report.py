@@ -539,9 +539,12 @@ def _limits(doc: dict[str, Any]) -> list[str]:
             lines += _critical_path(path)
     if any(s.get("dbt_full_parse_tasks_per_run") for s in overhead.get("modes", {}).values()):
         lines += [
-            "**Full parses.** Each run brings new vars (its day's window), and dbt re-parses the whole project when "
-            "the vars differ from those its partial-parse file was written with, so the tasks that start before the "
-            "first one has refreshed Cosmos' cached file all parse in full.",
+            "**Full parses.** dbt re-parses the whole project when a command's vars differ from those its "
+            "partial-parse file was written with, and each run brings new vars (its day's window). The greenery "
+            "tasks load the project without the vars, from one parse kept per machine "
+            "(`include/dbt_tasks/parsed_project.py`), so they parse in full only when the project changed; the "
+            "full parses counted above are those of tasks that run dbt through Cosmos' own runner (the WATCHER "
+            "mode's producer `dbt build`).",
             "",
         ]
     lines += _profile(overhead.get("profile"), "task") + _profile(sections["parse_time"].get("profile"), "parse")
