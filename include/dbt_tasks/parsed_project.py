@@ -10,8 +10,8 @@ machine (in Cosmos' cache directory), and then run their command with the vars o
 (``dbtRunner(manifest=...)``). Nothing the project parses depends on the window (it is read when a model is
 compiled, by ``incremental_window``), so the manifest is the same for every run; dbt itself still checks the kept
 file against the project's files, profile and version, and re-parses what changed. A retry or a clear of one
-node task, ``dbt_build``, ``validate_params``' selection and every LOCAL-mode task load the project in a fraction
-of a second instead of parsing it (bench/RESULTS.md).
+node task, ``dbt_build``, ``validate_params``' selection and every LOCAL-mode task reuse that parse instead of
+parsing the project again (bench/RESULTS.md).
 
 Each machine keeps its own file and fills it on its first dbt command: nothing is shared between workers
 (docs/deployment.md).
@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ STARTING_DBT = "Starting dbt "
 LOADED = "dbt project loaded"
 LOADED_IN_FULL = f"{LOADED} (parsed in full"
 CACHE_NAME = "greenery__parsed_project"
-# dbt's events that say how it loaded the project.
 # dbt's events that say how it loaded the project, the one that decides first (dbt announces partial parsing
 # before it finds that nothing changed, or that a change forces a full parse).
 _REUSED = "PartialParsingSkipParsing"
@@ -46,7 +45,7 @@ _HOW = {
     _REUSED: "nothing had changed since its last parse on this machine",
     "PartialParsingEnabled": "re-parsed the files that changed",
 }
-# The Cosmos operators whose dbt command this module runs (the watcher's add callbacks of their own at run time).
+# The Cosmos operators whose dbt command this module runs (the watcher's operators add callbacks at run time).
 _LOCAL_OPERATORS_MODULE = "cosmos.operators.local"
 
 
@@ -136,20 +135,6 @@ def load(project_dir: Path, profiles_dir: Path, target_path: Path | None = None,
     return result.result
 
 
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _flag(args: list[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args[:-1] else None
 
@@ -157,6 +142,7 @@ def _flag(args: list[str], name: str) -> str | None:
 def run_dbt_runner(task: Any, command: list[str], env: dict[str, str], cwd: str, **_: Any) -> Any:
     """A Cosmos local operator's ``run_dbt_runner``: ``command`` (``[dbt, <command>, <flags>...]``, as Cosmos
     builds it) on the project loaded by ``load``, instead of dbt parsing it again for the command's vars."""
+    from cosmos.dbt.project import environ
     from dbt.adapters.factory import reset_adapters
     from dbt.cli.main import dbtRunner
 
@@ -164,7 +150,8 @@ def run_dbt_runner(task: Any, command: list[str], env: dict[str, str], cwd: str,
     project_dir = Path(_flag(args, "--project-dir") or cwd)
     profiles_dir = Path(_flag(args, "--profiles-dir") or project_dir)
     log.info("%s%s", STARTING_DBT, " ".join(args))
-    with contextlib.chdir(cwd), _environment(env):
+    # The command's environment and directory for this call only, as Cosmos' own runner sets them.
+    with contextlib.chdir(cwd), environ(env):
         try:
             manifest = load(project_dir, profiles_dir)
             return dbtRunner(manifest=manifest, callbacks=task._dbt_runner_callbacks).invoke(args)

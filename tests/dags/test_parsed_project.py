@@ -147,3 +147,34 @@ def test_every_dbt_task_of_the_dags_loads_the_project_through_the_kept_parse(dai
     assert dbt_tasks
     assert all(task.run_dbt_runner.func is parsed_project.run_dbt_runner for task in dbt_tasks)
     assert all(task.run_dbt_runner.args == (task,) for task in dbt_tasks)
+
+
+def _parsed_with(project: Path, profiles: Path, dbt_vars: dict[str, str] | None) -> dict[str, Any]:
+    """What dbt's parse makes of each node (its config, dependencies and columns) with ``dbt_vars``."""
+    from dbt.cli.main import dbtRunner
+
+    args = ["--log-level", "none", "parse", "--no-partial-parse", "--project-dir", str(project)]
+    args += ["--profiles-dir", str(profiles), "--target-path", str(project / "target")]
+    args += ["--vars", json.dumps(dbt_vars)] if dbt_vars else []
+    result = dbtRunner().invoke(args)
+    assert result.success, result.exception
+    return {
+        unique_id: (node.config.to_dict(), sorted(node.depends_on.nodes), sorted(node.columns))
+        for unique_id, node in result.result.nodes.items()
+    }
+
+
+def test_nothing_dbt_parses_depends_on_the_runs_window(tmp_path) -> None:
+    """What makes one kept parse right for every run: a model that read the window in its config or around a
+    ref would make this fail, and then the window must not be left out of the parse."""
+    profiles = _profiles(
+        tmp_path / "profiles", {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "x", "PGDATABASE": "x"}
+    )
+    project = _project_copy(tmp_path / "project")
+
+    without = _parsed_with(project, profiles, None)
+    first_day = _parsed_with(project, profiles, {"start_date": "2021-02-10", "end_date": "2021-02-11"})
+    other_day = _parsed_with(project, profiles, {"start_date": "2021-03-01", "end_date": "2021-03-02"})
+
+    assert first_day == without
+    assert other_day == without
