@@ -1,5 +1,5 @@
 """The dbt project parsed once per machine, not once per task or per run's window (include/dbt_tasks/parsed_project.py),
-with real dbt on a real warehouse database."""
+with real dbt (and, to compile, a real warehouse database)."""
 
 from __future__ import annotations
 
@@ -51,16 +51,18 @@ def _profiles(where: Path, env: dict[str, str]) -> Path:
     return where
 
 
+@pytest.fixture
+def profiles(tmp_path: Path) -> Path:
+    """A profile whose database is never reached: parsing connects to nothing."""
+    return _profiles(tmp_path / "profiles", {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "x", "PGDATABASE": "x"})
+
+
 def _loads(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.getMessage().startswith(LOADED)]
 
 
-def test_the_second_task_on_a_machine_reuses_the_first_ones_parse(tmp_path, kept_parse, caplog) -> None:
+def test_the_second_task_on_a_machine_reuses_the_first_ones_parse(tmp_path, kept_parse, caplog, profiles) -> None:
     caplog.set_level(logging.INFO, logger=parsed_project.__name__)
-    profiles = _profiles(
-        tmp_path / "profiles", {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "x", "PGDATABASE": "x"}
-    )
-
     first = parsed_project.load(_project_copy(tmp_path / "one"), profiles)
     second = parsed_project.load(_project_copy(tmp_path / "two"), profiles)
 
@@ -73,11 +75,8 @@ def test_the_second_task_on_a_machine_reuses_the_first_ones_parse(tmp_path, kept
     assert (kept_parse / parsed_project.CACHE_NAME / DBT_TARGET_NAME / parsed_project.PARTIAL_PARSE_FILE).is_file()
 
 
-def test_a_changed_model_is_parsed_again_and_kept_for_the_next_task(tmp_path, kept_parse, caplog) -> None:
+def test_a_changed_model_is_parsed_again_and_kept_for_the_next_task(tmp_path, kept_parse, caplog, profiles) -> None:
     caplog.set_level(logging.INFO, logger=parsed_project.__name__)
-    profiles = _profiles(
-        tmp_path / "profiles", {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "x", "PGDATABASE": "x"}
-    )
     parsed_project.load(_project_copy(tmp_path / "one"), profiles)
     edited = _project_copy(tmp_path / "two")
     model = next(edited.glob("models/marts/**/fct_orders.sql"))
@@ -96,10 +95,7 @@ def test_a_changed_model_is_parsed_again_and_kept_for_the_next_task(tmp_path, ke
     assert "-- reviewed" not in node.raw_code
 
 
-def test_a_project_that_does_not_parse_is_one_sentence_with_dbts_reason(tmp_path, kept_parse) -> None:
-    profiles = _profiles(
-        tmp_path / "profiles", {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "x", "PGDATABASE": "x"}
-    )
+def test_a_project_that_does_not_parse_is_one_sentence_with_dbts_reason(tmp_path, kept_parse, profiles) -> None:
     broken = _project_copy(tmp_path / "broken")
     (broken / "models" / "marts" / "broken.sql").write_text("select * from {{ ref('no_such_model') }}\n")
 
@@ -164,12 +160,9 @@ def _parsed_with(project: Path, profiles: Path, dbt_vars: dict[str, str] | None)
     }
 
 
-def test_nothing_dbt_parses_depends_on_the_runs_window(tmp_path) -> None:
+def test_nothing_dbt_parses_depends_on_the_runs_window(tmp_path, profiles) -> None:
     """What makes one kept parse right for every run: a model that read the window in its config or around a
     ref would make this fail, and then the window must not be left out of the parse."""
-    profiles = _profiles(
-        tmp_path / "profiles", {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "x", "PGDATABASE": "x"}
-    )
     project = _project_copy(tmp_path / "project")
 
     without = _parsed_with(project, profiles, None)
