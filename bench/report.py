@@ -537,14 +537,20 @@ def _limits(doc: dict[str, Any]) -> list[str]:
         lines += [text, ""]
         if mode == "producer" and (path := s.get("critical_path")):
             lines += _critical_path(path)
-    if any(s.get("dbt_full_parse_tasks_per_run") for s in overhead.get("modes", {}).values()):
+    parsed_in_full = {
+        mode: s["dbt_full_parse_tasks_per_run"]
+        for mode, s in overhead.get("modes", {}).items()
+        if s.get("dbt_full_parse_tasks_per_run")
+    }
+    if parsed_in_full:
+        counts = ", ".join(f"{mode.upper()} {count:g}" for mode, count in parsed_in_full.items())
         lines += [
-            "**Full parses.** dbt re-parses the whole project when a command's vars differ from those its "
-            "partial-parse file was written with, and each run brings new vars (its day's window). The greenery "
-            "tasks load the project without the vars, from one parse kept per machine "
-            "(`include/dbt_tasks/parsed_project.py`), so they parse in full only when the project changed; the "
-            "full parses counted above are those of tasks that run dbt through Cosmos' own runner (the WATCHER "
-            "mode's producer `dbt build`).",
+            f"**Full parses** (tasks per run: {counts}). dbt re-parses the whole project when a command's vars "
+            "differ from those its partial-parse file was written with, and each run brings new vars (its day's "
+            "window). The greenery tasks load the project without the vars, from one parse kept per machine "
+            "(`include/dbt_tasks/parsed_project.py`), so they parse in full only while no parse is kept there yet "
+            "or after the project changed; a task that runs dbt through Cosmos' own runner (the WATCHER mode's "
+            "producer `dbt build`) still parses with the vars, so a new window makes it parse in full.",
             "",
         ]
     lines += _profile(overhead.get("profile"), "task") + _profile(sections["parse_time"].get("profile"), "parse")

@@ -161,11 +161,13 @@ def run_dbt_runner(task: Any, command: list[str], env: dict[str, str], cwd: str,
 
 
 def share_parse(tasks: Iterable[Any]) -> None:
-    """Make each Cosmos local dbt task of ``tasks`` load the project through ``load``."""
+    """Make each Cosmos local dbt task of ``tasks`` load the project through ``load``. The runner is bound to the
+    task the DAG file made, not to the copy Airflow runs: Cosmos sets a local operator's dbt callbacks when it
+    creates it, so both hold the same ones."""
     from cosmos.constants import InvocationMode
 
     for task in tasks:
-        if type(task).__module__ != _LOCAL_OPERATORS_MODULE or not hasattr(task, "run_dbt_runner"):
+        if type(task).__module__ != _LOCAL_OPERATORS_MODULE:
             continue
         if getattr(task, "invocation_mode", None) not in (None, InvocationMode.DBT_RUNNER):
             continue
