@@ -18,8 +18,10 @@ N ?= 3
 ARGS ?=
 FROM ?=
 TO ?=
+# make up EXECUTOR=celery: CeleryExecutor with a Redis broker, two workers and the dbt docs in an object store.
+EXECUTOR ?=
 
-.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser
+.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +34,11 @@ $(VENV)/.runtime: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.local-platform: $(VENV)/.runtime requirements-local.txt
+	$(PY) -m pip install --quiet -r requirements-local.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.local-platform requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
@@ -44,6 +50,11 @@ browser: ## Install Debian's chromium for the browser tests (needs root or sudo)
 	@command -v chromium >/dev/null || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+redis: ## Install Debian's redis-server, the broker of make up EXECUTOR=celery (needs root or sudo)
+	@test -x /usr/bin/redis-server || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi; }
 
 # --- the local platform ------------------------------------------------------------------------------------
 warehouse: $(VENV)/.runtime ## Start the local PostgreSQL warehouse (idempotent)
@@ -66,9 +77,9 @@ deliver: warehouse ## Ship preparing orders (the course's snapshot exercise): [N
 dbt: warehouse ## Run dbt against the local warehouse: make dbt ARGS="build"
 	@$(WITH_WAREHOUSE) cd $(DBT_DIR) && ../../$(VENV)/bin/dbt $(ARGS) --profiles-dir . --project-dir .
 
-up: warehouse manifest ## Start the warehouse (with demo data) and Airflow at http://127.0.0.1:8080
+up: warehouse manifest $(VENV)/.local-platform $(if $(filter celery,$(EXECUTOR)),redis) ## Start the warehouse (with demo data) and Airflow at http://127.0.0.1:8080 [EXECUTOR=celery]
 	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load --scale 1 --if-empty
-	@$(PY) -m include.local_platform.local_airflow up
+	@$(if $(EXECUTOR),GREENERY_EXECUTOR=$(EXECUTOR)) $(PY) -m include.local_platform.local_airflow up
 
 airflow: ## Run the airflow CLI against the local instance: make airflow ARGS="dags list"
 	@test -f .local/airflow.env || { echo "Airflow is not set up: run make up first." >&2; exit 1; }
@@ -92,10 +103,10 @@ clean: down ## Stop everything and delete the local state (.local/, and the ware
 	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
 
 # --- quality -----------------------------------------------------------------------------------------------
-test: $(VENV)/.dev browser manifest ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test)
+test: $(VENV)/.dev browser redis manifest ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test, redis for Celery)
 	$(PY) -m pytest $(ARGS)
 
-test-e2e: $(VENV)/.dev browser manifest ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
+test-e2e: $(VENV)/.dev browser redis manifest ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
 	$(PY) -m pytest tests/e2e $(ARGS)
 
 lint: $(VENV)/.dev ## ruff and sqlfluff

@@ -1,5 +1,7 @@
-"""The dbt docs behind Airflow's login: the site ``docs_generate`` publishes to ``include.settings.DBT_DOCS_DIR``
-(``include/dbt_tasks/docs.py``), served by the api-server under Browse > "dbt Docs (greenery)".
+"""The dbt docs behind Airflow's login: the site ``docs_generate`` publishes to ``include.settings.DBT_DOCS_DIR``, or
+to the object store of ``GREENERY_DBT_DOCS_URL`` when it is set (``include/dbt_tasks/docs.py``), served by the
+api-server under Browse > "dbt Docs (greenery)". From a store the api-server reads the files the worker wrote, with
+no disk shared between them.
 
 Cosmos' Airflow 3 plugin serves these files to anyone who can reach the api-server: its routes have no auth
 dependency. This app puts Airflow's own one in front of every file (``requires_access_view``, which reads the
@@ -10,11 +12,13 @@ manager does not let see the website gets 403. ``plugins/greenery_docs.py`` regi
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from include import settings
-from include.dbt_tasks.docs import DOCS_FILES
+from include.dbt_tasks.docs import DOCS_FILES, describe_store_error, docs_store
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -44,7 +48,7 @@ def create_app() -> FastAPI:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
     from airflow.api_fastapi.core_api.security import requires_access_view
-    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi import Depends, FastAPI, Header, HTTPException, Request
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import FileResponse, RedirectResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,13 +64,32 @@ def create_app() -> FastAPI:
         return await http_exception_handler(request, error)
 
     @app.get("/{name}", dependencies=[Depends(requires_access_view(AccessView.WEBSITE))])
-    def docs_file(name: str) -> FileResponse:
+    def docs_file(name: str, if_none_match: str | None = Header(default=None)) -> Response:
         if name not in DOCS_FILES:
             raise HTTPException(status_code=404, detail="Not Found")
+        store = docs_store()
+        if store is not None:
+            return _from_store(store / name, if_none_match or "")
         path = settings.DBT_DOCS_DIR / name
         if not path.is_file():
             raise HTTPException(status_code=404, detail=NOT_PUBLISHED)
         return FileResponse(path, headers=HEADERS)
+
+    def _from_store(path: Any, if_none_match: str) -> Response:
+        """A file of the docs store, with an ETag of its content: a browser that has it gets a 304."""
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail=NOT_PUBLISHED) from None
+        except Exception as error:  # s3fs, botocore and the provider each raise their own kinds
+            detail = f"The dbt docs cannot be shown: {describe_store_error(error)}"
+            raise HTTPException(status_code=503, detail=detail) from error
+        etag = f'"{hashlib.md5(content, usedforsecurity=False).hexdigest()}"'
+        headers = {**HEADERS, "ETag": etag}
+        if etag in if_none_match:
+            return Response(status_code=304, headers=headers)
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Response(content, media_type=media_type, headers=headers)
 
     return app
 

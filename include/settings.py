@@ -31,7 +31,8 @@ class ConfigurationError(ValueError):
 class Setting:
     """One environment variable: what it means, its default (as the environment would hold it) and its type.
 
-    ``kind`` is one of ``int``, ``number``, ``bool``, ``choice``, ``identifier``, ``text``, ``url``, ``path``;
+    ``kind`` is one of ``int``, ``number``, ``bool``, ``choice``, ``identifier``, ``text``, ``name``, ``url``,
+    ``storage_url``, ``path``;
     ``low``/``high`` bound numbers, ``choices`` a choice. ``read_by`` names who reads it when it is not this
     package's Python (dbt's ``env_var()``).
     """
@@ -118,6 +119,20 @@ def _text(setting: Setting, text: str, raw: str | None) -> str:
     return text
 
 
+def _name(setting: Setting, text: str, raw: str | None) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise ConfigurationError(f"{setting.name}={raw!r} must be a name of letters, digits, '_', '.' and '-'.")
+    return text
+
+
+def _storage_url(setting: Setting, text: str, raw: str | None) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*://[^\s/]+(/\S*)?", text):
+        raise ConfigurationError(
+            f"{setting.name}={raw!r} must be an object storage URL with a bucket, e.g. s3://my-bucket/dbt-docs."
+        )
+    return text.rstrip("/")
+
+
 def _path(setting: Setting, text: str, raw: str | None) -> Path:
     return Path(text).expanduser()
 
@@ -130,6 +145,8 @@ _PARSERS: dict[str, Callable[[Setting, str, str | None], Any]] = {
     "identifier": _identifier,
     "url": _url,
     "text": _text,
+    "name": _name,
+    "storage_url": _storage_url,
     "path": _path,
 }
 
@@ -174,6 +191,18 @@ DBT_DOCS_DIR_SETTING = _declare(
     kind="path",
 )
 DBT_DOCS_DIR: Path = DBT_DOCS_DIR_SETTING.value()
+DBT_DOCS_URL = _declare(
+    "GREENERY_DBT_DOCS_URL",
+    None,
+    "object storage folder (s3://bucket/path) for the dbt docs instead of GREENERY_DBT_DOCS_DIR: no shared disk",
+    kind="storage_url",
+)
+DBT_DOCS_CONN_ID = _declare(
+    "GREENERY_DBT_DOCS_CONN_ID",
+    None,
+    "Airflow connection to GREENERY_DBT_DOCS_URL's store (default: the provider's, e.g. aws_default)",
+    kind="name",
+)
 COURSE_DATA = _declare(
     "GREENERY_COURSE_DATA",
     str(REPO_ROOT.parent / "shared" / "greenery-course-data"),
@@ -221,6 +250,12 @@ COSMOS_EXECUTION_MODE = _declare(
 DBT_THREADS = _declare(
     "GREENERY_DBT_THREADS", "4", "dbt threads per dbt command (plain dbt reads it too)", kind="int", low=1, high=64
 )
+DBT_QUEUE = _declare(
+    "GREENERY_DBT_QUEUE",
+    "dbt",
+    "executor queue of the tasks that run dbt (CeleryExecutor); the others use [operators] default_queue",
+    kind="name",
+)
 DEV_SIMULATOR = _declare(
     "GREENERY_DEV_SIMULATOR",
     "0",
@@ -253,6 +288,19 @@ AIRFLOW_PORT = _declare(
     "GREENERY_AIRFLOW_PORT", "8080", "preferred port of the local Airflow UI", kind="int", low=1, high=65535
 )
 ADMIN_PASSWORD = _declare("AIRFLOW_ADMIN_PASSWORD", "admin", "password of the local UI's admin user")
+EXECUTOR = _declare(
+    "GREENERY_EXECUTOR",
+    "local",
+    "executor of make up's Airflow: local, or celery (Redis broker, Celery workers, docs in an S3 store)",
+    kind="choice",
+    choices=("local", "celery"),
+)
+CELERY_WORKERS = _declare(
+    "GREENERY_CELERY_WORKERS", "2", "Celery workers of make up EXECUTOR=celery", kind="int", low=1, high=8
+)
+CELERY_CONCURRENCY = _declare(
+    "GREENERY_CELERY_CONCURRENCY", "2", "task slots of each local Celery worker", kind="int", low=1, high=32
+)
 PRELOAD_DBT = _declare(
     "GREENERY_PRELOAD_DBT",
     "1",

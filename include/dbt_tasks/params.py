@@ -265,8 +265,10 @@ def validate_params_task() -> Any:
     from airflow.sdk import BaseHook, task
     from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-    # A wrong parameter does not become right on a second try.
-    @task(task_id=VALIDATE_TASK_ID, retries=0)
+    from include.dbt_tasks.steps import dbt_queue
+
+    # A wrong parameter does not become right on a second try. On the dbt queue: a selection runs `dbt ls`.
+    @task(task_id=VALIDATE_TASK_ID, retries=0, queue=dbt_queue())
     def validate_params(**context: Any) -> dict[str, Any]:
         import psycopg2
 

@@ -93,8 +93,15 @@ def _cache_dir(name: str) -> Path | None:
     return path
 
 
+def dbt_queue() -> str:
+    """The executor queue of every task that runs dbt (``GREENERY_DBT_QUEUE``): on CeleryExecutor the workers that
+    serve it are the ones with dbt's project and warehouse access; the other tasks keep Airflow's default queue.
+    LocalExecutor and KubernetesExecutor ignore queues."""
+    return settings.DBT_QUEUE.value()
+
+
 def _group_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
-    return {"callback": RECORD_DBT_RESULTS, **(operator_args or {})}
+    return {"callback": RECORD_DBT_RESULTS, "queue": dbt_queue(), **(operator_args or {})}
 
 
 def _callbacks(callback: Any) -> list[Any]:
@@ -319,6 +326,7 @@ def one_dbt_process(
         selectable=selectable,
         # It runs the snapshots: it holds the one slot for all of its run, so snapshots never overlap.
         pool=SNAPSHOT_POOL,
+        queue=dbt_queue(),
         doc_md="All of this run's dbt commands in one dbt process; each node task shows its node's result "
         "(include/dbt_tasks/producer.py).",
     )

@@ -1,9 +1,13 @@
 """The local Airflow 3 of ``make up``: api-server, scheduler, dag-processor and triggerer in the background,
-LocalExecutor on the warehouse cluster's ``airflow`` database, ``AIRFLOW_HOME`` under ``.local/airflow``.
+LocalExecutor on the warehouse cluster's ``airflow`` database, ``AIRFLOW_HOME`` under ``.local/airflow``. With
+``GREENERY_EXECUTOR=celery`` (``make up EXECUTOR=celery``) CeleryExecutor instead, with its broker, an object store
+for the dbt docs and two workers that stand for two machines (``include.local_platform.celery_platform``).
 
     python -m include.local_platform.local_airflow up     # idempotent; returns once the UI answers, DAGs parsed
     python -m include.local_platform.local_airflow down   # idempotent; leaves no process of ours running
     python -m include.local_platform.local_airflow status # each component's state and pid [--json]
+    python -m include.local_platform.local_airflow stop worker-1   # one component: SIGTERM, SIGKILL if it lingers
+    python -m include.local_platform.local_airflow start worker-1  # and back
 
 The warehouse must be running (``python -m include.local_platform.warehouse start``).
 
@@ -33,6 +37,8 @@ import xmlrpc.client
 from pathlib import Path
 
 from include import settings
+from include.local_platform import celery_platform
+from include.local_platform.celery_platform import Program
 from include.local_platform.pgcluster import ClusterError, port_is_free
 from include.local_platform.warehouse import AIRFLOW_DB, cluster, warehouse_connection_json
 
@@ -98,12 +104,13 @@ def _save_state(state: dict) -> None:
     STATE_FILE.write_text(json.dumps(state))
 
 
-def airflow_env(port: int) -> dict[str, str]:
-    """The environment of every Airflow process of the local platform."""
+def airflow_env(port: int, state: dict | None = None) -> dict[str, str]:
+    """The environment of every Airflow process of the local platform (``state``: the instance's, as ``up`` keeps
+    it; its executor decides the rest)."""
     pg = cluster()
     if not pg.is_initialized() or not pg.is_running():
         raise PlatformError("The warehouse is not running: start it with `make warehouse`.")
-    state = _state()
+    state = _state() if state is None else state
     user_settings = _user_settings()
     admin_password = settings.ADMIN_PASSWORD.value(user_settings)
     passwords_file = AIRFLOW_HOME / "passwords.json"
@@ -161,7 +168,10 @@ def airflow_env(port: int) -> dict[str, str]:
         "AIRFLOW__COSMOS__DBT_DOCS_PROJECTS": "",
         # The live shop simulator DAG exists only on this local platform, never in production.
         "GREENERY_DEV_SIMULATOR": "1" if simulator else "0",
+        settings.EXECUTOR.name: state.get("executor", "local"),
     }
+    if state.get("executor") == "celery":
+        env.update(celery_platform.airflow_env(state["celery"], pg.sqlalchemy_url(AIRFLOW_DB)))
     env.update(slack_connections(user_settings))
     return env
 
@@ -284,7 +294,7 @@ def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def _choose_port(state: dict) -> int:
     preferred = settings.AIRFLOW_PORT.value()
-    if any(_component_running(c) for c in COMPONENTS) and state.get("port"):
+    if _platform_running() and state.get("port"):
         return state["port"]
     if port_is_free(preferred):
         return preferred
@@ -348,31 +358,68 @@ def _wait_for_dags(timeout: float) -> tuple[list[str], list[str]]:
         time.sleep(2)
 
 
+def _platform_running() -> bool:
+    return any(value in _ALIVE_STATES for value in _component_states().values())
+
+
+def _programs(state: dict) -> list[Program]:
+    """Every supervised process of this instance: Airflow's four components, then the executor's own."""
+    python = sys.executable
+    programs = [Program(component, [python, "-m", "airflow", component]) for component in COMPONENTS]
+    if state.get("executor") == "celery":
+        try:
+            programs += celery_platform.programs(AIRFLOW_HOME, settings.LOCAL_DIR, state["celery"], _user_settings())
+        except FileNotFoundError as error:
+            raise PlatformError(str(error)) from None
+    return programs
+
+
 def up(timeout: float = 300) -> int:
     state = _state()
+    executor = settings.EXECUTOR.value(_user_settings())
+    running = _platform_running()
+    if running and state.get("executor", "local") != executor:
+        raise PlatformError(
+            f"Airflow runs with the {state.get('executor', 'local')} executor here: stop it with `make down`, then "
+            f"`make up EXECUTOR={executor}`."
+        )
     port = _choose_port(state)
     state["port"] = port
+    state["executor"] = executor
+    if executor == "celery" and not running:
+        state["celery"] = celery_platform.new_state(state)
     _save_state(state)
-    env = airflow_env(port)
+    env = airflow_env(port, state)
+    programs = _programs(state)
     (AIRFLOW_HOME / "logs").mkdir(parents=True, exist_ok=True)
-    if not all(_component_running(c) for c in COMPONENTS):
+    if not all(_component_running(program.name) for program in programs):
         print("Migrating Airflow's metadata database ...", flush=True)
         result = _airflow(env, "db", "migrate")
         if result.returncode != 0:
             raise PlatformError(f"`airflow db migrate` failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
         for name, slots, description in _pools():
             _airflow(env, "pools", "set", name, str(slots), description)
-    _start_supervisord(env)
+    _start_supervisord(env, programs)
+    if executor == "celery":
+        _start_celery_services(state["celery"])
     # The api-server first: task processes report to its execution API, so a scheduler that started together with
     # it could queue the first tasks before it listens, and they would fail at once.
     _start_component("api-server")
     _wait_for_ui(port, timeout)
-    for component in COMPONENTS[1:]:
-        _start_component(component)
+    for program in programs:
+        _start_component(program.name)
     dag_ids, import_errors = _wait_for_dags(timeout)
     _write_env_file(env)
     print(f"Airflow is up: http://127.0.0.1:{port}  (log in as admin / {env_password_hint()})")
     print(f"Supervised: a component that exits is started again ({AIRFLOW_HOME / 'logs' / 'supervisord.log'}).")
+    if executor == "celery":
+        celery = state["celery"]
+        workers = [p.name for p in programs if p.name.startswith("worker-") and not p.name.endswith("-logs")]
+        print(
+            f"CeleryExecutor: {', '.join(f'{w} on {celery_platform.worker_address(w)}' for w in workers)}; broker "
+            f"redis on 127.0.0.1:{celery['broker_port']}; dbt docs in {env[settings.DBT_DOCS_URL.name]} (object "
+            f"store on {celery_platform.store_endpoint(celery)})."
+        )
     print(f"DAGs: {', '.join(dag_ids) if dag_ids else '(none yet)'}")
     if import_errors:
         print(f"DAG files that failed to import: {', '.join(import_errors)} — see the UI's import errors.")
@@ -380,12 +427,30 @@ def up(timeout: float = 300) -> int:
     return 0
 
 
-def _supervisor_conf() -> str:
-    """supervisord's configuration: the four components, none started by supervisord itself (``up`` starts the
-    api-server first and the others once it answers), each restarted whenever it exits."""
+def _start_celery_services(celery: dict) -> None:
+    """The broker and the object store, before any Airflow component; the docs bucket once the store answers."""
+    logs = AIRFLOW_HOME / "logs"
+    for name, port in (("broker", celery["broker_port"]), ("object-store", celery["store_port"])):
+        _start_component(name)
+        try:
+            celery_platform.wait_for_port(port, name, logs / f"{name}.log")
+        except RuntimeError as error:
+            raise PlatformError(str(error)) from None
+    celery_platform.ensure_docs_bucket(celery)
+
+
+def _supervisor_conf(programs: list[Program]) -> str:
+    """supervisord's configuration: every program of ``programs``, none started by supervisord itself (``up``
+    starts the api-server first and the others once it answers), each restarted whenever it exits."""
 
     def value(text: object) -> str:
         return str(text).replace("%", "%%")  # supervisord expands %(name)s in values
+
+    def environment(variables: dict[str, str]) -> list[str]:
+        if not variables:
+            return []
+        pairs = ",".join(f'{key}="{value(val)}"' for key, val in variables.items())
+        return [f"environment={pairs}"]
 
     logs = AIRFLOW_HOME / "logs"
     sections = [
@@ -410,34 +475,35 @@ def _supervisor_conf() -> str:
         "[supervisorctl]",
         f"serverurl=unix://{value(_socket_path())}",
     ]
-    for component in COMPONENTS:
+    for program in programs:
         sections += [
             "",
-            f"[program:{component}]",
-            f"command={value(shlex.join([sys.executable, '-m', 'airflow', component]))}",
+            f"[program:{program.name}]",
+            f"command={value(shlex.join(program.command))}",
+            *environment(program.environment),
             f"directory={value(settings.REPO_ROOT)}",
             "autostart=false",
             "autorestart=true",
             f"startsecs={STARTSECS}",
             f"startretries={STARTRETRIES}",
             "stopsignal=TERM",
-            f"stopwaitsecs={STOPWAITSECS}",
+            f"stopwaitsecs={program.stopwaitsecs or STOPWAITSECS}",
             # The component and every process it started (task processes, gunicorn workers) stop together.
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            f"stdout_logfile={value(logs / f'{component}.log')}",
+            f"stdout_logfile={value(logs / f'{program.name}.log')}",
             "stdout_logfile_maxbytes=50MB",
             "stdout_logfile_backups=2",
         ]
     return "\n".join(sections) + "\n"
 
 
-def _start_supervisord(env: dict[str, str], timeout: float = 30) -> None:
+def _start_supervisord(env: dict[str, str], programs: list[Program], timeout: float = 30) -> None:
     """Start supervisord with the platform's environment (every component inherits it), unless it runs."""
     if _supervisord_pid() is not None:
         return
-    SUPERVISOR_CONF.write_text(_supervisor_conf())
+    SUPERVISOR_CONF.write_text(_supervisor_conf(programs))
     SUPERVISOR_CONF.chmod(0o600)
     _socket_path().unlink(missing_ok=True)
     with open(AIRFLOW_HOME / "logs" / "supervisord.out", "ab") as out:
@@ -517,6 +583,34 @@ def down(timeout: float = 30) -> None:
     print("Airflow stopped.")
 
 
+def stop_component(name: str) -> None:
+    """Stop one component and leave it stopped (supervisord sends SIGTERM to its process group, SIGKILL after its
+    stop wait). A worker is a machine going away: whatever of it outlived that (the task processes, which lead
+    process groups of their own) is killed too, and its tasks are retried on the workers that remain."""
+    states = _component_states()
+    if name not in states:
+        raise PlatformError(f"No component named {name!r}; this platform runs: {', '.join(states) or 'nothing'}.")
+    try:
+        _supervisor().supervisor.stopProcess(name, True)
+    except xmlrpc.client.Fault as fault:
+        if "NOT_RUNNING" not in fault.faultString:
+            raise PlatformError(f"supervisord could not stop the {name}: {fault.faultString}") from None
+    if name.startswith("worker-") and not name.endswith("-logs"):
+        needle = f"GREENERY_WORKER_HOST={celery_platform.worker_address(name)}".encode()
+        for pid in _our_processes():
+            with contextlib.suppress(OSError):
+                if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def start_component(name: str) -> None:
+    """Start a component that was stopped (or given up after too many failed starts)."""
+    states = _component_states()
+    if name not in states:
+        raise PlatformError(f"No component named {name!r}; this platform runs: {', '.join(states) or 'nothing'}.")
+    _start_component(name)
+
+
 def status() -> dict[str, dict[str, object]]:
     """Each component's supervisor state and pid (0 when it is not running); empty when Airflow is not up."""
     if _supervisord_pid() is None:
@@ -532,10 +626,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.local_platform.local_airflow", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "stop", "start"])
+    parser.add_argument("component", nargs="?", help="stop, start: the component (as `status` names it)")
     parser.add_argument("--json", action="store_true", help="status: as JSON")
     args = parser.parse_args(argv)
+    if args.command in ("stop", "start") and not args.component:
+        parser.error(f"{args.command} needs the component to {args.command}, e.g. worker-1 (see `status`)")
     try:
+        if args.command == "stop":
+            stop_component(args.component)
+            return 0
+        if args.command == "start":
+            start_component(args.component)
+            return 0
         if args.command == "up":
             return up()
         if args.command == "status":
@@ -550,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if components and all(info["state"] == "RUNNING" for info in components.values()) else 1
         down()
         return 0
-    except (PlatformError, ClusterError) as error:
+    except (PlatformError, ClusterError, settings.ConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
