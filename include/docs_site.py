@@ -78,9 +78,14 @@ def create_app() -> FastAPI:
     def _from_store(path: Any, if_none_match: str) -> Response:
         """A file of the docs store, with an ETag of its content: a browser that has it gets a 304."""
         try:
-            content = path.read_bytes()
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail=NOT_PUBLISHED) from None
+            try:
+                content = path.read_bytes()
+            except FileNotFoundError as missing:
+                if path.fs.exists(path.bucket):
+                    raise HTTPException(status_code=404, detail=NOT_PUBLISHED) from None
+                raise FileNotFoundError(f"its bucket {path.bucket} does not exist") from missing
+        except HTTPException:
+            raise
         except Exception as error:  # s3fs, botocore and the provider each raise their own kinds
             detail = f"The dbt docs cannot be shown: {describe_store_error(error)}"
             raise HTTPException(status_code=503, detail=detail) from error

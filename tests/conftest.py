@@ -228,6 +228,80 @@ def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
         yield platform
 
 
+@dataclass(frozen=True)
+class ObjectStore:
+    """A real S3-compatible server on 127.0.0.1 (moto's, as `make up EXECUTOR=celery` runs it) with one bucket."""
+
+    endpoint: str
+    bucket: str
+    connection_json: str
+    key: str
+    secret: str
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+        )
+
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        """Every object under ``prefix``, by its name below it."""
+        client = self.client()
+        listed = client.list_objects_v2(Bucket=self.bucket, Prefix=prefix + "/").get("Contents", [])
+        return {
+            item["Key"].removeprefix(prefix + "/"): client.get_object(Bucket=self.bucket, Key=item["Key"])[
+                "Body"
+            ].read()
+            for item in listed
+        }
+
+
+@pytest.fixture(scope="session")
+def object_store(session_dir: Path) -> Iterator[ObjectStore]:
+    """The session's object store: started once, stopped when the session ends."""
+    from include.local_platform import celery_platform
+    from include.local_platform.pgcluster import free_port
+
+    state = {"store_port": free_port(), "store_key": "greenery-tests", "store_secret": secrets.token_urlsafe(16)}
+    log = session_dir / "object-store.log"
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(state["store_port"])],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        celery_platform.wait_for_port(state["store_port"], "object store", log)
+        celery_platform.ensure_docs_bucket(state)
+        yield ObjectStore(
+            celery_platform.store_endpoint(state),
+            celery_platform.DOCS_BUCKET,
+            celery_platform.store_connection_json(state),
+            state["store_key"],
+            state["store_secret"],
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def docs_in_the_store(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The dbt docs settings pointed at a folder of its own in the session's object store; returns the folder's
+    key prefix."""
+    prefix = f"docs-{secrets.token_hex(4)}"
+    monkeypatch.setenv("AIRFLOW_CONN_GREENERY_TEST_STORE", object_store.connection_json)
+    monkeypatch.setenv("GREENERY_DBT_DOCS_URL", f"s3://{object_store.bucket}/{prefix}")
+    monkeypatch.setenv("GREENERY_DBT_DOCS_CONN_ID", "greenery_test_store")
+    return prefix
+
+
 # -- the fixture shop: a small dbt project (tests/alerts/dbt_fixture) whose runs fail a test, warn, break a model
 # and find stale sources; its raw tables and real artifacts serve the alert and the run-history tests.
 FIXTURE_PROJECT = REPO_ROOT / "tests" / "alerts" / "dbt_fixture"

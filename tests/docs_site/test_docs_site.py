@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from include import docs_site, settings
 from include.dbt_tasks.docs import DOCS_FILES
+from tests.conftest import ObjectStore
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 MANIFEST = {"metadata": {"project_name": "greenery"}, "nodes": {}}
@@ -106,3 +107,44 @@ def test_only_the_docs_files_are_served_and_a_missing_site_says_why(client: Test
     missing = client.get(_url("catalog.json"), headers=headers)
     assert missing.status_code == 404
     assert missing.json() == {"detail": docs_site.NOT_PUBLISHED}
+
+
+@pytest.fixture
+def store_client(client: TestClient, object_store: ObjectStore, docs_in_the_store: str) -> TestClient:
+    """The same app with GREENERY_DBT_DOCS_URL set: the site is in the object store, none of it on this disk."""
+    for path in settings.DBT_DOCS_DIR.iterdir():
+        path.unlink()
+    s3 = object_store.client()
+    s3.put_object(Bucket=object_store.bucket, Key=f"{docs_in_the_store}/index.html", Body=b"<html>store docs</html>")
+    s3.put_object(Bucket=object_store.bucket, Key=f"{docs_in_the_store}/manifest.json", Body=json.dumps(MANIFEST))
+    return client
+
+
+def test_with_a_store_the_docs_come_from_it_behind_the_same_login(store_client: TestClient) -> None:
+    assert store_client.get(_url("manifest.json")).status_code == 401
+    headers = {"Authorization": f"Bearer {_token('viewer')}"}
+
+    page = store_client.get(_url("index.html"), headers=headers)
+    assert page.status_code == 200
+    assert page.text == "<html>store docs</html>"
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert store_client.get(_url("manifest.json"), headers=headers).json() == MANIFEST
+
+    # A browser that has the page asks again after each publish and gets a 304 while it is unchanged.
+    again = store_client.get(_url("index.html"), headers={**headers, "If-None-Match": page.headers["etag"]})
+    assert (again.status_code, again.content) == (304, b"")
+
+    missing = store_client.get(_url("catalog.json"), headers=headers)
+    assert (missing.status_code, missing.json()) == (404, {"detail": docs_site.NOT_PUBLISHED})
+
+
+def test_a_store_that_cannot_be_read_answers_503_with_what_to_check(
+    store_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GREENERY_DBT_DOCS_URL", "s3://no-such-bucket/dbt-docs")
+    response = store_client.get(_url("index.html"), headers={"Authorization": f"Bearer {_token('viewer')}"})
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert detail.startswith("The dbt docs cannot be shown: the dbt docs store s3://no-such-bucket/dbt-docs failed")
+    assert "its bucket no-such-bucket does not exist" in detail and "'greenery_test_store'" in detail
