@@ -301,6 +301,11 @@ CELERY_WORKERS = _declare(
 CELERY_CONCURRENCY = _declare(
     "GREENERY_CELERY_CONCURRENCY", "2", "task slots of each local Celery worker", kind="int", low=1, high=32
 )
+WORKER_HOST = _declare(
+    "GREENERY_WORKER_HOST",
+    None,
+    "host name a local Celery worker gives its tasks (make up EXECUTOR=celery sets it per worker)",
+)
 PRELOAD_DBT = _declare(
     "GREENERY_PRELOAD_DBT",
     "1",

@@ -103,12 +103,26 @@ def test_the_reader_sees_reads_it_must_refuse(tmp_path: Path) -> None:
             "GREENERY_AIRFLOW_BASE_URL='airflow.local' must be an http(s) URL",
         ),
         (settings.MAX_WINDOW_DAYS, "0", "GREENERY_MAX_WINDOW_DAYS='0' must be a whole number from 1 to 3660."),
+        (settings.EXECUTOR, "kubernetes", "GREENERY_EXECUTOR='kubernetes' is not supported: use one of local, celery."),
+        (settings.DBT_QUEUE, "dbt queue", "GREENERY_DBT_QUEUE='dbt queue' must be a name of letters, digits"),
+        (settings.CELERY_WORKERS, "0", "GREENERY_CELERY_WORKERS='0' must be a whole number from 1 to 8."),
+        (
+            settings.DBT_DOCS_URL,
+            "/srv/dbt-docs",
+            "GREENERY_DBT_DOCS_URL='/srv/dbt-docs' must be an object storage URL with a bucket, e.g. s3://",
+        ),
+        (settings.DBT_DOCS_URL, "s3://", "GREENERY_DBT_DOCS_URL='s3://' must be an object storage URL"),
     ],
 )
 def test_a_bad_value_is_one_configuration_error_that_names_the_variable(setting, value, message) -> None:
     with pytest.raises(ConfigurationError) as error:
         setting.value({setting.name: value})
     assert str(error.value).startswith(message)
+
+
+def test_an_object_store_url_keeps_its_folder_without_the_trailing_slash() -> None:
+    assert settings.DBT_DOCS_URL.value({"GREENERY_DBT_DOCS_URL": "s3://greenery/dbt-docs/"}) == "s3://greenery/dbt-docs"
+    assert settings.DBT_DOCS_URL.value({}) is None
 
 
 def test_unset_or_blank_gives_the_default_and_values_are_typed() -> None:

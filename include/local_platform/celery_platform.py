@@ -26,7 +26,6 @@ on its own address only, on the shared port.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import sys
@@ -62,7 +61,7 @@ class Program:
 
 def worker_hostname() -> str:
     """``[core] hostname_callable`` of a local Celery worker and its tasks: the worker's own loopback address."""
-    return os.environ.get("GREENERY_WORKER_HOST") or socket.getfqdn()
+    return settings.WORKER_HOST.value() or socket.getfqdn()
 
 
 def worker_names(count: int | None = None) -> list[str]:
@@ -203,7 +202,7 @@ def programs(airflow_home: Path, local_dir: Path, celery: dict, user_settings: d
         for sub in ("logs", "cosmos-cache", "tmp"):
             (home / sub).mkdir(parents=True, exist_ok=True)
         environment = {
-            "GREENERY_WORKER_HOST": address,
+            settings.WORKER_HOST.name: address,
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),

@@ -596,7 +596,7 @@ def stop_component(name: str) -> None:
         if "NOT_RUNNING" not in fault.faultString:
             raise PlatformError(f"supervisord could not stop the {name}: {fault.faultString}") from None
     if name.startswith("worker-") and not name.endswith("-logs"):
-        needle = f"GREENERY_WORKER_HOST={celery_platform.worker_address(name)}".encode()
+        needle = f"{settings.WORKER_HOST.name}={celery_platform.worker_address(name)}".encode()
         for pid in _our_processes():
             with contextlib.suppress(OSError):
                 if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):

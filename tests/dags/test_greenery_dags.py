@@ -360,3 +360,38 @@ def test_producer_mode_keeps_every_node_task_and_starts_them_in_the_triggerer(db
     assert not any("relationships_fct_sessions_order_id" in node for node in tests)
     assert daily["models.fct_orders.run"]["trigger"]["nodes"] == ["model.greenery.fct_orders"]
     assert daily["source_freshness"]["trigger"]["nodes"] == []  # skipped only when the run builds nothing
+
+
+def _runs_dbt(task) -> bool:
+    return (
+        type(task).__module__.startswith("cosmos.")
+        or type(task).__name__ == "DbtProducerOperator"
+        or task.task_id == "validate_params"  # `dbt ls` for a selection
+    )
+
+
+def test_tasks_that_run_dbt_are_on_the_dbt_queue_and_the_others_on_the_default_one(dags) -> None:
+    from airflow.configuration import conf
+
+    default_queue = conf.get("operators", "default_queue")
+    queues = {(dag_id, task.task_id): task.queue for dag_id, dag in dags.items() for task in dag.tasks}
+    expected = {
+        (dag_id, task.task_id): "dbt" if _runs_dbt(task) else default_queue
+        for dag_id, dag in dags.items()
+        for task in dag.tasks
+    }
+    assert queues == expected
+    assert {"dbt", default_queue} <= set(queues.values())  # both kinds exist: the check above compares something
+    assert queues[("greenery_daily", "dbt_build")] == "dbt"
+    assert queues[("greenery_daily", "docs_generate")] == "dbt"
+
+
+def test_the_dbt_queue_is_a_setting(dbt_manifest: Path) -> None:
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "bag = DagBag(dag_folder='dags/greenery_daily.py')\n"
+        "print(sorted({t.queue for t in bag.dags['greenery_daily'].tasks}))\n"
+    )
+    parsed = _parse_in_subprocess(code, GREENERY_DBT_QUEUE="dbt-large")
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    assert parsed.stdout.strip().splitlines()[-1] == "['dbt-large']"
