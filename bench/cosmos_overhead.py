@@ -20,6 +20,7 @@ import statistics
 import uuid
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -146,8 +147,12 @@ def classify(process: psutil.Process) -> str:
     """Airflow 3 sets process titles: 'airflow worker -- LocalExecutor: ...' is an executor worker (it supervises
     the task), 'airflow worker -- <task instance id>' the task process it forked."""
     cmdline = " ".join(process.cmdline())
-    if cmdline.startswith("airflow worker -- LocalExecutor"):
+    if cmdline.startswith("airflow worker -- LocalExecutor") or "celery worker" in cmdline:
         return "executor_worker"
+    if "redis-server" in cmdline:
+        return "broker"
+    if "moto.server" in cmdline:
+        return "object-store"
     if cmdline.startswith("airflow worker --"):
         return "task"
     for component in ("scheduler", "dag-processor", "triggerer", "api_server", "api-server"):
@@ -280,17 +285,22 @@ def critical_path(tasks: list[dict[str, Any]], upstream: dict[str, list[str]]) -
 
 def _task_breakdown(stack: Stack, dag_id: str, run_id: str, run_queued_at: dt.datetime) -> list[dict[str, Any]]:
     rows = stack.airflow_query(
-        "select task_id, state, start_date, end_date, try_number, operator, queued_dttm from task_instance "
+        "select task_id, state, start_date, end_date, try_number, operator, queued_dttm, hostname from task_instance "
         "where dag_id = %s and run_id = %s order by start_date nulls last",
         (dag_id, run_id),
     )
-    logs = stack.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    # LocalExecutor's task logs are in AIRFLOW_HOME/logs; a local Celery worker keeps its own folder, as a machine
+    # would (include/local_platform/celery_platform.py). The triggerer's are always in AIRFLOW_HOME/logs.
+    folders = [stack.airflow_home / "logs", *sorted(stack.airflow_home.glob("workers/*/logs"))]
     tasks = []
-    for task_id, state, started, ended, try_number, operator, queued in rows:
+    for task_id, state, started, ended, try_number, operator, queued, hostname in rows:
         entry: dict[str, Any] = {"task_id": task_id, "state": state, "operator": operator, "tries": try_number}
         # A task the scheduler queued for the executor; one that started in the triggerer never is.
         entry["on_worker"] = queued is not None
-        log = logs / f"task_id={task_id}" / f"attempt={max(try_number, 1)}.log"
+        entry["hostname"] = hostname or None
+        attempt = f"attempt={max(try_number, 1)}.log"
+        relative = Path(f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}", attempt)
+        log = next((folder / relative for folder in folders if (folder / relative).is_file()), folders[0] / relative)
         if started and ended:
             entry["start_offset"] = round((started - run_queued_at).total_seconds(), 3)
             entry["end_offset"] = round((ended - run_queued_at).total_seconds(), 3)

@@ -36,6 +36,9 @@ MODE_LEGEND = {
     "local-stock": "LOCAL-STOCK = the same on Airflow's stock LocalExecutor, where every task process imports dbt",
     "watcher": "WATCHER = Cosmos WATCHER (one `dbt build` in a producer task, the node tasks follow it) on "
     "`make up`'s LocalExecutor",
+    "producer-celery": "PRODUCER-CELERY, LOCAL-CELERY = the same modes on `make up EXECUTOR=celery`: CeleryExecutor "
+    "with a Redis broker and two Celery workers (2 task slots each) on this same machine, the dbt docs in the local "
+    "S3 store",
     "producer": "PRODUCER = greenery's producer mode (`include/dbt_tasks/producer.py`: one dbt process, the "
     "`dbt_build` task, runs the run's freshness, snapshots, build and docs; every node task starts in the triggerer "
     "and ends there on its node's result) on `make up`'s LocalExecutor",
@@ -344,6 +347,7 @@ def _overhead(body: dict[str, Any]) -> list[str]:
             "",
             *_table("Mode | DAG run | Bare dbt | Ratio (median of pairs)", rows),
         ]
+    lines += _celery_against_local(modes)
     # The producer mode's node tasks run no dbt: its run is explained under "What limits the figures".
     modes = {mode: s for mode, s in modes.items() if s.get("dbt_tasks_per_run")}
     if not modes:
@@ -364,6 +368,48 @@ def _overhead(body: dict[str, Any]) -> list[str]:
         "of the measured runs, so they need not add up):",
         "",
         *_table("Phase | " + " | ".join(m.upper() for m in modes), rows),
+    ]
+
+
+def _celery_against_local(modes: dict[str, Any]) -> list[str]:
+    """Each ``-celery`` mode beside its LocalExecutor twin: the ratio, and where the difference goes."""
+    rows = []
+    for mode, celery in modes.items():
+        twin = mode.removesuffix("-celery")
+        if not mode.endswith("-celery") or twin not in modes:
+            continue
+        local = modes[twin]
+        paths = [local.get("critical_path") or {}, celery.get("critical_path") or {}]
+        queued = [s["per_task_phase_medians_seconds"].get("queued_seconds") for s in (local, celery)]
+        to_dbt = [s["per_task_phase_medians_seconds"].get("to_dbt_start_seconds") for s in (local, celery)]
+        other = [(s.get("other_task_seconds") or {}).get("median") for s in (local, celery)]
+        rows.append(
+            _row(
+                twin.upper(),
+                _s(local["dag_run_seconds"]["median"]),
+                _s(celery["dag_run_seconds"]["median"]),
+                _x(celery["dag_run_seconds"]["median"] / local["dag_run_seconds"]["median"]),
+                " → ".join(_s(p.get("wait_seconds")) for p in paths),
+                " → ".join(_s(v, 2) for v in queued),
+                " → ".join(_s(v, 2) for v in to_dbt),
+                " → ".join(_s(v, 2) for v in other),
+            )
+        )
+    if not rows:
+        return []
+    header = (
+        "Mode | LocalExecutor run | CeleryExecutor run | Celery / Local | Longest chain's waits for the scheduler "
+        "(Local → Celery) | Median dbt task queued → started | Task start → dbt called | Tasks without dbt "
+        "(validate_params, sensors)"
+    )
+    return [
+        "The same runs on CeleryExecutor (two workers behind a Redis broker, same machine) against LocalExecutor, "
+        "medians. Where the difference goes: *queued → started* is the broker's latency and a worker taking the "
+        "task; *task start → dbt called* is the worker starting the task process, which on Celery imports dbt itself "
+        "(LocalExecutor's preloading executor forks it with dbt loaded); the longest chain's waits add both up over "
+        "the tasks the run waits on one after another.",
+        "",
+        *_table(header, rows),
     ]
 
 

@@ -5,14 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-# What each measured mode sets for `make up`: the Cosmos execution mode, and whether the executor preloads dbt
-# (include/preloading_executor.py, make up's default) or is Airflow's stock LocalExecutor.
+# What each measured mode sets for `make up`: the Cosmos execution mode, whether the executor preloads dbt
+# (include/preloading_executor.py, make up's default) or is Airflow's stock LocalExecutor, and the executor
+# (`-celery`: make up EXECUTOR=celery, two Celery workers behind a Redis broker, on the same machine).
+_LOCAL = {"GREENERY_EXECUTOR": "local"}
+_CELERY = {"GREENERY_EXECUTOR": "celery"}
 MODES: dict[str, dict[str, str]] = {
-    "local": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "1"},
-    "watcher": {"GREENERY_COSMOS_EXECUTION_MODE": "watcher", "GREENERY_PRELOAD_DBT": "1"},
-    "producer": {"GREENERY_COSMOS_EXECUTION_MODE": "producer", "GREENERY_PRELOAD_DBT": "1"},
-    "local-stock": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "0"},
+    "local": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "1", **_LOCAL},
+    "watcher": {"GREENERY_COSMOS_EXECUTION_MODE": "watcher", "GREENERY_PRELOAD_DBT": "1", **_LOCAL},
+    "producer": {"GREENERY_COSMOS_EXECUTION_MODE": "producer", "GREENERY_PRELOAD_DBT": "1", **_LOCAL},
+    "local-stock": {"GREENERY_COSMOS_EXECUTION_MODE": "local", "GREENERY_PRELOAD_DBT": "0", **_LOCAL},
+    "producer-celery": {"GREENERY_COSMOS_EXECUTION_MODE": "producer", **_CELERY},
+    "local-celery": {"GREENERY_COSMOS_EXECUTION_MODE": "local", **_CELERY},
 }
+
+
+def celery_twin(mode: str) -> str | None:
+    """The LocalExecutor mode a ``-celery`` mode runs the same DAGs as (None for a LocalExecutor mode)."""
+    return mode.removesuffix("-celery") if mode.endswith("-celery") else None
 
 
 def cosmos_mode(mode: str) -> str:
@@ -46,7 +56,7 @@ FULL = Size(
     parse_warm_runs=10,
     overhead_scale=10,
     overhead_pairs=3,
-    overhead_modes=("producer", "local", "watcher"),
+    overhead_modes=("producer", "local", "watcher", "producer-celery", "local-celery"),
     overhead_dag="greenery_daily",
     scaling_scales=(1, 10, 100, 1000),
     load_scale=100,
