@@ -253,7 +253,8 @@ def test_the_dbt_docs_are_read_from_the_object_store_in_the_browser(
 
             # The task's details name the worker it ran on.
             page.goto(f"{base}/dags/{DAILY}/runs/{urllib.parse.quote(run_id)}/tasks/{PRODUCER}/details")
-            expect(page.get_by_text(_tasks(api, run_id)[PRODUCER]["hostname"], exact=True).first).to_be_visible()
+            host = _tasks(api, run_id)[PRODUCER]["hostname"]
+            expect(page.get_by_role("row").filter(has_text="Hostname").filter(has_text=host).first).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "celery-1-task-details.png")
 
             page.goto(base + "/dags")
