@@ -382,7 +382,6 @@ def _celery_against_local(modes: dict[str, Any]) -> list[str]:
         paths = [local.get("critical_path") or {}, celery.get("critical_path") or {}]
         queued = [s["per_task_phase_medians_seconds"].get("queued_seconds") for s in (local, celery)]
         to_dbt = [s["per_task_phase_medians_seconds"].get("to_dbt_start_seconds") for s in (local, celery)]
-        other = [(s.get("other_task_seconds") or {}).get("median") for s in (local, celery)]
         rows.append(
             _row(
                 twin.upper(),
@@ -390,24 +389,25 @@ def _celery_against_local(modes: dict[str, Any]) -> list[str]:
                 _s(celery["dag_run_seconds"]["median"]),
                 _x(celery["dag_run_seconds"]["median"] / local["dag_run_seconds"]["median"]),
                 " → ".join(_s(p.get("wait_seconds")) for p in paths),
+                " → ".join(_s(p.get("run_seconds_on_workers")) for p in paths),
                 " → ".join(_s(v, 2) for v in queued),
                 " → ".join(_s(v, 2) for v in to_dbt),
-                " → ".join(_s(v, 2) for v in other),
             )
         )
     if not rows:
         return []
     header = (
-        "Mode | LocalExecutor run | CeleryExecutor run | Celery / Local | Longest chain's waits for the scheduler "
-        "(Local → Celery) | Median dbt task queued → started | Task start → dbt called | Tasks without dbt "
-        "(validate_params, sensors)"
+        "Mode | LocalExecutor run | CeleryExecutor run | Celery / Local | Longest chain: waits between its tasks "
+        "(Local → Celery) | Longest chain: its tasks' time on workers | Median dbt task: queued → started | "
+        "Median dbt task: start → dbt called"
     )
     return [
         "The same runs on CeleryExecutor (two workers behind a Redis broker, same machine) against LocalExecutor, "
-        "medians. Where the difference goes: *queued → started* is the broker's latency and a worker taking the "
-        "task; *task start → dbt called* is the worker starting the task process, which on Celery imports dbt itself "
-        "(LocalExecutor's preloading executor forks it with dbt loaded); the longest chain's waits add both up over "
-        "the tasks the run waits on one after another.",
+        "medians. Where the difference goes: the waits between the tasks of the run's longest chain (the scheduler "
+        "queueing a task, the broker's latency, a worker taking it) and its tasks' time on workers (the worker "
+        "starting the task process, which on Celery imports dbt itself, where LocalExecutor's preloading executor "
+        "forks it with dbt loaded). Per dbt task (local mode): *queued → started* is the broker and the worker's "
+        "pick-up, *start → dbt called* the task process's start-up.",
         "",
         *_table(header, rows),
     ]

@@ -14,7 +14,7 @@ def _mode(run: float, queued: float, to_dbt: float | None, wait: float) -> dict:
         "ratio": {"median": run / 10},
         "per_task_phase_medians_seconds": {"queued_seconds": queued, "to_dbt_start_seconds": to_dbt},
         "other_task_seconds": {"median": 2.0},
-        "critical_path": {"wait_seconds": wait},
+        "critical_path": {"wait_seconds": wait, "run_seconds_on_workers": run / 2},
         "node_tasks_on_workers_per_run": 0,
         "peak_platform_rss_mb": 3000,
     }
@@ -43,4 +43,4 @@ def test_the_celery_run_is_reported_against_the_same_mode_on_local_executor() ->
 
     table = report._celery_against_local({mode: body["summary"] for mode, body in modes.items()})
     (row,) = [line for line in table if line.startswith("| PRODUCER |")]
-    assert "| 50.0 s | 60.0 s | 1.20× | 8.0 s → 12.0 s | 0.40 s → 0.90 s |" in row
+    assert "| 50.0 s | 60.0 s | 1.20× | 8.0 s → 12.0 s | 25.0 s → 30.0 s | 0.40 s → 0.90 s |" in row
