@@ -271,7 +271,8 @@ def docs_generate(dag_id: str, operator_args: dict[str, Any] | None = None, sele
         trigger_rule=TriggerRule.NONE_FAILED,
         emit_datasets=False,
         cache_dir=_cache_dir(f"{dag_id}__docs_generate"),
-        doc_md=f"`dbt docs generate`, copied to {settings.DBT_DOCS_DIR} and served under Browse > dbt Docs.",
+        doc_md=f"`dbt docs generate`, copied to {settings.DBT_DOCS_URL.value() or settings.DBT_DOCS_DIR} and served "
+        "under Browse > dbt Docs (greenery).",
         **args,
     )
     share_parse([task])

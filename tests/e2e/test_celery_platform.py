@@ -291,6 +291,17 @@ def test_a_failing_data_test_alerts_slack_from_a_celery_worker(
     assert alerts and PRICE_TEST_TASK in alerts[0], slack.delivered
 
 
+def test_make_up_with_the_other_executor_says_to_stop_the_running_one_first(platform: dict[str, Any]) -> None:
+    again = run_module(
+        "include.local_platform.local_airflow", "up", env={**platform["env"], "GREENERY_EXECUTOR": "local"}
+    )
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == (
+        "error: Airflow runs with the celery executor here: stop it with `make down`, then `make up EXECUTOR=local`."
+    )
+    assert set(_components(platform)) >= {"broker", "worker-1", "worker-2"}  # nothing was stopped or changed
+
+
 def test_make_down_stops_the_broker_the_store_and_the_workers_too(platform: dict[str, Any]) -> None:
     stopped = run_module("include.local_platform.local_airflow", "down", env=platform["env"])
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
