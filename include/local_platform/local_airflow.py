@@ -596,8 +596,10 @@ def stop_component(name: str) -> None:
         if "NOT_RUNNING" not in fault.faultString:
             raise PlatformError(f"supervisord could not stop the {name}: {fault.faultString}") from None
     if name.startswith("worker-") and not name.endswith("-logs"):
+        # Its log server (worker-N-logs) shares the marker and stays, so the logs of the killed tries can be read.
+        others = {info["pid"] for other, info in status().items() if other != name}
         needle = f"{settings.WORKER_HOST.name}={celery_platform.worker_address(name)}".encode()
-        for pid in _our_processes():
+        for pid in set(_our_processes()) - others:
             with contextlib.suppress(OSError):
                 if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                     os.kill(pid, signal.SIGKILL)

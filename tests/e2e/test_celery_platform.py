@@ -181,6 +181,12 @@ def test_a_worker_lost_in_the_middle_of_a_run_ends_in_a_green_run_with_no_row_lo
         *(DAILY, run_id, PRODUCER) * 2,
     )
     assert tries == [(1, lost_worker_run["lost_host"]), (2, producer["hostname"])]
+    # The killed try's log is still there, served by the lost worker's log server from its own folder.
+    killed_log = json.dumps(
+        api.get(f"/api/v2/dags/{DAILY}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{PRODUCER}/logs/1")
+    )
+    assert f"http://{lost_worker_run['lost_host']}:{platform['celery']['worker_log_port']}/log/" in killed_log
+    assert "dbt build" in killed_log
 
     # Every page view and order that had arrived before the run is in its mart, exactly once.
     with _warehouse(platform) as connection, connection.cursor() as cursor:
