@@ -221,6 +221,20 @@ def started_platform(root: Path, **settings_env: str) -> Iterator[dict[str, Any]
         run_module("include.local_platform.warehouse", "destroy", env=env)
 
 
+def processes_of_the_platform(local_dir: Path) -> list[str]:
+    """The command lines of the live processes that a platform in ``local_dir`` started (they carry its marker)."""
+    marker = f"GREENERY_LOCAL_AIRFLOW={local_dir / 'airflow'}".encode()
+    left = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    left.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return left
+
+
 @pytest.fixture(scope="session")
 def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
     """``make up``'s platform with the default settings, shared by the session (``started_platform``)."""

@@ -20,7 +20,7 @@ import pytest
 
 from include.local_platform import celery_platform
 from tests.alerts.slack_stub import SlackWebhookStub
-from tests.conftest import run_module, started_platform
+from tests.conftest import processes_of_the_platform, run_module, started_platform
 from tests.e2e.test_platform import CHROMIUM, SCREENSHOTS, AirflowApi, _dbt_nodes_waiting_on_the_lock, _warehouse
 
 pytestmark = pytest.mark.timeout(30 * 60)
@@ -311,15 +311,7 @@ def test_make_up_with_the_other_executor_says_to_stop_the_running_one_first(plat
 def test_make_down_stops_the_broker_the_store_and_the_workers_too(platform: dict[str, Any]) -> None:
     stopped = run_module("include.local_platform.local_airflow", "down", env=platform["env"])
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    marker = f"GREENERY_LOCAL_AIRFLOW={Path(platform['local_dir']) / 'airflow'}".encode()
-    left = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    left.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            except OSError:
-                continue
+    left = processes_of_the_platform(Path(platform["local_dir"]))
     assert left == [], f"processes of the platform still running after down: {left}"
     celery = platform["celery"]
     listening = [

@@ -30,7 +30,7 @@ import pytest
 
 from include.local_platform.pgcluster import LOCATION_FILE
 from include.local_platform.warehouse import read_env_file
-from tests.conftest import REPO_ROOT, run_module
+from tests.conftest import REPO_ROOT, processes_of_the_platform, run_module
 
 # Starting the platform and one full daily run take several minutes on a small machine.
 pytestmark = pytest.mark.timeout(45 * 60)
@@ -546,13 +546,5 @@ def test_a_killed_scheduler_is_started_again_and_the_ui_keeps_answering(local_pl
 def test_make_down_stops_every_process_of_the_platform(local_platform: dict[str, Any]) -> None:
     stopped = run_module("include.local_platform.local_airflow", "down", env=local_platform["env"])
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    marker = f"GREENERY_LOCAL_AIRFLOW={Path(local_platform['local_dir']) / 'airflow'}".encode()
-    left = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    left.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-            except OSError:
-                continue
+    left = processes_of_the_platform(Path(local_platform["local_dir"]))
     assert left == [], f"processes of the platform still running after down: {left}"
