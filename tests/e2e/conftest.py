@@ -19,6 +19,7 @@ import psycopg2
 import pytest
 
 from include import settings
+from tests.alerts.slack_stub import SlackWebhookStub
 from tests.dags.conftest import dbt_manifest  # noqa: F401  (shared session fixture)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -187,3 +188,11 @@ def _run_dag(dag_id: str, logical_date, conf: dict | None, only: set[str] | None
             if hostname:  # a task marked successful never started, so no host picked it up
                 executed.add(task_id)
     return DagRunResult(str(getattr(dag_run.state, "value", dag_run.state)), dag_run.run_id, tasks, executed)
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[SlackWebhookStub]:
+    """A local Slack webhook for a module's platform (its own per module, so alerts of one module never mix)."""
+    stub = SlackWebhookStub()
+    yield stub
+    stub.close()

@@ -32,13 +32,6 @@ BAD_PRODUCT_PRICE = -4.5
 
 
 @pytest.fixture(scope="module")
-def slack() -> Iterator[SlackWebhookStub]:
-    stub = SlackWebhookStub()
-    yield stub
-    stub.close()
-
-
-@pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory, slack: SlackWebhookStub) -> Iterator[dict[str, Any]]:
     with started_platform(
         tmp_path_factory.mktemp("producer"),
