@@ -6,6 +6,11 @@
 # the login; Cosmos' own docs plugin stays off ([cosmos] dbt_docs_projects unset), as it serves them to anyone.
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
+# The ONBUILD step installs requirements.txt (the direct pins); this puts every package at the version the lock
+# pins, hashes checked, the set `make up` and CI install (requirements.lock, written by `make lock`). The lock is
+# complete, so pip resolves nothing (--no-deps); the image's own pip needs no extra tool.
+RUN pip install --quiet --no-cache-dir --no-deps --require-hashes -r requirements.lock
+
 ENV PYTHONPATH=/usr/local/airflow \
     GREENERY_DBT_PROJECT_DIR=/usr/local/airflow/dbt/greenery \
     GREENERY_DBT_DOCS_DIR=/usr/local/airflow/dbt-docs \

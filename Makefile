@@ -21,26 +21,38 @@ TO ?=
 # make up EXECUTOR=celery: CeleryExecutor with a Redis broker, two workers and the dbt docs in an object store.
 EXECUTOR ?=
 
-.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis
+.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis lock
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # --- environment -------------------------------------------------------------------------------------------
-$(VENV)/.runtime: requirements.txt
+# Each environment installs from its lock (every package pinned with hashes, `make lock` writes them from the
+# requirement files) with uv, in one pass and with no resolver at install time. pip stays in .venv (pip check).
+UV_VERSION := 0.13.8
+UV := $(VENV)/bin/uv
+UV_INSTALL = $(UV) pip install --quiet --python $(PY) --require-hashes
+
+$(VENV)/.uv:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ").")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps uv==$(UV_VERSION)
 	@touch $@
 
-$(VENV)/.local-platform: $(VENV)/.runtime requirements-local.txt
-	$(PY) -m pip install --quiet -r requirements-local.txt
+$(VENV)/.runtime: $(VENV)/.uv requirements.lock
+	$(UV_INSTALL) -r requirements.lock
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.local-platform requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.local-platform: $(VENV)/.runtime requirements-local.lock
+	$(UV_INSTALL) -r requirements-local.lock
 	@touch $@
+
+$(VENV)/.dev: $(VENV)/.local-platform requirements-dev.lock
+	$(UV_INSTALL) -r requirements-dev.lock
+	@touch $@
+
+lock: $(VENV)/.uv ## Write the lock files from requirements*.txt [UPGRADE=package to move one package]
+	$(PY) -m include.local_platform.locks $(if $(UPGRADE),--upgrade-package "$(UPGRADE)")
 
 venv: $(VENV)/.runtime ## Create or update the Python environment (.venv)
 

@@ -25,7 +25,14 @@ def test_base_image_is_a_pinned_astro_runtime_of_the_pinned_airflow() -> None:
 
 def test_files_the_astro_build_reads_exist() -> None:
     # The runtime image's ONBUILD steps copy these; a missing one fails `astro dev start`.
-    for name in ("requirements.txt", "packages.txt", "dags", "include", "dbt/greenery/dbt_project.yml"):
+    for name in (
+        "requirements.txt",
+        "requirements.lock",
+        "packages.txt",
+        "dags",
+        "include",
+        "dbt/greenery/dbt_project.yml",
+    ):
         assert (REPO_ROOT / name).exists(), f"{name} is missing"
 
 
@@ -46,3 +53,10 @@ def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
     for entry in (".local", ".env", "dbt/greenery/target", ".venv"):
         assert entry in ignored, f".dockerignore does not exclude {entry}"
+
+
+def test_image_installs_the_runtime_lock_with_hashes() -> None:
+    text = "\n".join(_dockerfile_lines())
+    assert re.search(r"^RUN pip install .*--require-hashes -r requirements\.lock$", text, re.M), (
+        "the image does not install requirements.lock with its hashes"
+    )
