@@ -256,6 +256,14 @@ DBT_QUEUE = _declare(
     "executor queue of the tasks that run dbt (CeleryExecutor); the others use [operators] default_queue",
     kind="name",
 )
+RETRY_DELAY_SECONDS = _declare(
+    "GREENERY_RETRY_DELAY_SECONDS",
+    "60",
+    "pause before a dbt task's first retry (it doubles at each retry, up to 10 minutes)",
+    kind="int",
+    low=1,
+    high=3600,
+)
 DEV_SIMULATOR = _declare(
     "GREENERY_DEV_SIMULATOR",
     "0",
@@ -305,6 +313,14 @@ WORKER_HOST = _declare(
     "GREENERY_WORKER_HOST",
     None,
     "host name a local Celery worker gives its tasks (make up EXECUTOR=celery sets it per worker)",
+)
+TASK_HEARTBEAT_TIMEOUT_SECONDS = _declare(
+    "GREENERY_TASK_HEARTBEAT_TIMEOUT_SECONDS",
+    "60",
+    "make up EXECUTOR=celery: a task whose worker went away fails this long after its last heartbeat",
+    kind="int",
+    low=15,
+    high=3600,
 )
 PRELOAD_DBT = _declare(
     "GREENERY_PRELOAD_DBT",

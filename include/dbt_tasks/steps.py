@@ -69,13 +69,14 @@ def freshness_blocks() -> bool:
 
 def default_args(alert_on_failure: bool = True) -> dict[str, Any]:
     """Owner, retries and the failure alert of every task: a dbt model that failed on a dropped connection or a
-    lock usually succeeds a few minutes later, so dbt tasks retry twice with a growing pause (a test or a
+    lock usually succeeds a few minutes later, so dbt tasks retry twice with a growing pause
+    (``GREENERY_RETRY_DELAY_SECONDS``, then twice that; a test or a
     freshness check only when its connection dropped: ``include.dbt_tasks.retries``). Airflow calls
     ``on_failure_callback`` only when the last try failed."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 2,
-        "retry_delay": dt.timedelta(minutes=1),
+        "retry_delay": dt.timedelta(seconds=settings.RETRY_DELAY_SECONDS.value()),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": dt.timedelta(minutes=10),
     }
