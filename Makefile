@@ -21,7 +21,7 @@ TO ?=
 # make up EXECUTOR=celery: CeleryExecutor with a Redis broker, two workers and the dbt docs in an object store.
 EXECUTOR ?=
 
-.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis lock
+.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis system-packages lock
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,15 +58,21 @@ venv: $(VENV)/.runtime ## Create or update the Python environment (.venv)
 
 venv-dev: $(VENV)/.dev ## Create or update .venv with the test and lint tools
 
+# Debian packages the tests and `make up EXECUTOR=celery` need (each installs a command of its own name), with one
+# `apt-get update` for all that are missing (as root, or through sudo).
+APT_INSTALL = missing=""; for package in $(1); do command -v $$package >/dev/null || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then echo "Installing Debian's$$missing ..."; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
 browser: ## Install Debian's chromium for the browser tests (needs root or sudo)
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+	@$(call APT_INSTALL,chromium)
 
 redis: ## Install Debian's redis-server, the broker of make up EXECUTOR=celery (needs root or sudo)
-	@test -x /usr/bin/redis-server || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi; }
+	@$(call APT_INSTALL,redis-server)
+
+system-packages: ## chromium and redis-server, both with one apt-get update (what make test needs)
+	@$(call APT_INSTALL,chromium redis-server)
 
 # --- the local platform ------------------------------------------------------------------------------------
 warehouse: $(VENV)/.runtime ## Start the local PostgreSQL warehouse (idempotent)
@@ -115,10 +121,10 @@ clean: down ## Stop everything and delete the local state (.local/, and the ware
 	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
 
 # --- quality -----------------------------------------------------------------------------------------------
-test: $(VENV)/.dev browser redis manifest ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test, redis for Celery)
+test: $(VENV)/.dev system-packages manifest ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test, redis for Celery)
 	$(PY) -m pytest $(ARGS)
 
-test-e2e: $(VENV)/.dev browser redis manifest ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
+test-e2e: $(VENV)/.dev system-packages manifest ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
 	$(PY) -m pytest tests/e2e $(ARGS)
 
 lint: $(VENV)/.dev ## ruff and sqlfluff
