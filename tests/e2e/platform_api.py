@@ -8,6 +8,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,26 @@ def summary(api: AirflowApi, runs: dict[str, dict]) -> dict[str, dict[str, str]]
         }
         for dag_id, run in runs.items()
     }
+
+
+@contextmanager
+def a_daily_run_waiting_on_the_page_views(api: AirflowApi, platform: dict[str, Any]) -> Iterator[dict]:
+    """A daily run, triggered while a session holds fct_page_views (built by an earlier run) locked, as far as dbt's
+    build gets: waiting on that table with the staging layer done. Yields the run with the dbt nodes seen waiting
+    (``waiting``) and its producer task (``producer``), running; the lock is released when the block ends."""
+    lock = warehouse(platform)
+    with lock.cursor() as cursor:
+        cursor.execute("lock table analytics_product.fct_page_views in access exclusive mode")
+    try:
+        run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
+        waiting: set[str] = set()
+        deadline = time.monotonic() + 10 * 60
+        while "model.greenery.fct_page_views" not in waiting:
+            assert time.monotonic() < deadline, f"dbt never reached fct_page_views; waiting: {waiting}"
+            waiting |= dbt_nodes_waiting_on_a_lock(platform)
+            time.sleep(0.5)
+        producer = api.tasks(run["dag_run_id"])["dbt_build"]
+        assert producer["state"] == "running", producer
+        yield {**run, "waiting": waiting, "producer": producer}
+    finally:
+        lock.close()

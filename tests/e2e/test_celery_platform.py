@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from include.local_platform import celery_platform
 from tests.alerts.slack_stub import SlackWebhookStub
 from tests.conftest import processes_of_the_platform, run_module, started_platform
-from tests.e2e.platform_api import CHROMIUM, SCREENSHOTS, AirflowApi, dbt_nodes_waiting_on_a_lock, warehouse
+from tests.e2e.platform_api import CHROMIUM, SCREENSHOTS, AirflowApi, a_daily_run_waiting_on_the_page_views, warehouse
 
 pytestmark = pytest.mark.timeout(30 * 60)
 
@@ -80,24 +79,12 @@ def lost_worker_run(api: AirflowApi, platform: dict[str, Any], green_run: dict) 
     locked, so dbt_build waits on it with the staging layer done; the worker that runs it is stopped the way
     supervisord stops a program (SIGTERM, SIGKILL 10 s later, then its task process). The lock is released; the
     task fails for want of a heartbeat and its retry can only go to the other worker."""
-    lock = warehouse(platform)
-    with lock.cursor() as cursor:
-        cursor.execute("lock table analytics_product.fct_page_views in access exclusive mode")
-    try:
-        run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
-        waiting: set[str] = set()
-        deadline = time.monotonic() + 10 * 60
-        while "model.greenery.fct_page_views" not in waiting:
-            assert time.monotonic() < deadline, f"dbt never reached fct_page_views; waiting: {waiting}"
-            waiting |= dbt_nodes_waiting_on_a_lock(platform)
-            time.sleep(0.5)
-        producer = api.tasks(run["dag_run_id"])[PRODUCER]
-        assert producer["state"] == "running" and producer["hostname"] in WORKERS, producer
+    with a_daily_run_waiting_on_the_page_views(api, platform) as run:
+        producer = run["producer"]
+        assert producer["hostname"] in WORKERS, producer
         lost = WORKERS[producer["hostname"]]
         stopped = run_module("include.local_platform.local_airflow", "stop", lost, env=platform["env"], timeout=120)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    finally:
-        lock.close()
     try:
         finished = api.finished_run(run["dag_run_id"])
     finally:

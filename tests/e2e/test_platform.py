@@ -47,6 +47,7 @@ from tests.e2e.platform_api import (
     POLL_SECONDS,
     SCREENSHOTS,
     AirflowApi,
+    a_daily_run_waiting_on_the_page_views,
     dbt_nodes_waiting_on_a_lock,
     plain_get,
     summary,
@@ -485,23 +486,10 @@ def killed_run(api: AirflowApi, platform: dict[str, Any], bad_price_run: dict) -
     run) locked, so dbt's build waits on it with the staging layer done; the producer's task process is killed,
     the lock released, and Airflow retries the producer (after the DAG's retry delay). It comes after the clear
     above, so the data is clean again."""
-    lock = warehouse(platform)
-    with lock.cursor() as cursor:
-        cursor.execute("lock table analytics_product.fct_page_views in access exclusive mode")
-    try:
-        run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
-        waiting: set[str] = set()
-        deadline = time.monotonic() + 10 * 60
-        while "model.greenery.fct_page_views" not in waiting:
-            assert time.monotonic() < deadline, f"dbt never reached fct_page_views; waiting: {waiting}"
-            waiting |= dbt_nodes_waiting_on_a_lock(platform)
-            time.sleep(0.5)
-        producer = api.tasks(run["dag_run_id"])[PRODUCER_TASK_ID]
-        assert producer["state"] == "running" and producer["pid"], producer
-        os.kill(producer["pid"], signal.SIGKILL)
-    finally:
-        lock.close()
-    return {**api.finished_run(run["dag_run_id"]), "waiting": waiting}
+    with a_daily_run_waiting_on_the_page_views(api, platform) as run:
+        assert run["producer"]["pid"], run["producer"]
+        os.kill(run["producer"]["pid"], signal.SIGKILL)
+    return {**api.finished_run(run["dag_run_id"]), "waiting": run["waiting"]}
 
 
 def test_a_killed_producer_is_retried_and_builds_only_what_had_not_finished(
