@@ -99,21 +99,29 @@ def _isolated_airflow(cluster: PgCluster, home: Path) -> None:
     )
 
 
-@pytest.hookimpl(tryfirst=True)
+def _lane(nodeid: str) -> str:
+    """The unit of work one xdist worker takes whole: the platform modules together, else a test folder (so the
+    fixtures a folder's modules share are set up once)."""
+    path = nodeid.split("::", 1)[0]
+    return PLATFORM_LANE if path in PLATFORM_MODULES else path.rsplit("/", 1)[0]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist (``--dist loadgroup``): one group per test folder, so the fixtures a folder's modules share are
-    set up once, and the platform modules in one group of their own, collected first so their lane starts with
-    them (pytest.ini turns off xdist's reordering by size)."""
-    platform_items, other_items = [], []
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        if path in PLATFORM_MODULES:
-            item.add_marker(pytest.mark.xdist_group(PLATFORM_LANE))
-            platform_items.append(item)
-        else:
-            item.add_marker(pytest.mark.xdist_group(path.rsplit("/", 1)[0]))
-            other_items.append(item)
-    items[:] = platform_items + other_items
+    """The platform modules first, so that under xdist their lane starts with them while the other lane takes the
+    rest (pytest.ini turns off xdist's reordering by size)."""
+    items.sort(key=lambda item: _lane(item.nodeid) != PLATFORM_LANE)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by scope, with ``_lane`` as the scope. (Its ``loadgroup`` mode would do this through
+    marks, but pytest-xdist 3.8 renames the items in a way pytest 9.2 no longer sees, so its groups are lost.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _lane(nodeid)
+
+    return LaneScheduling(config, log)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
