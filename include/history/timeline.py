@@ -33,7 +33,8 @@ class TimedNode:
 
 def dependencies(manifest: Mapping[str, Any]) -> dict[str, frozenset[str]]:
     """What each node of ``manifest`` waits for in ``dbt build``: its parents (models, snapshots, seeds, sources)
-    and the data tests on those parents."""
+    and, as dbt adds them, the data tests on those parents whose every parent is upstream of the node (a test on
+    the node itself and one of its parents, a ``relationships`` test, does not hold the node back)."""
     nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
     parents = {
         unique_id: frozenset(p for p in (node.get("depends_on") or {}).get("nodes", []) if not p.startswith("macro."))
@@ -44,12 +45,23 @@ def dependencies(manifest: Mapping[str, Any]) -> dict[str, frozenset[str]]:
         if unique_id.startswith("test."):
             for parent in node_parents:
                 tests_on.setdefault(parent, set()).add(unique_id)
-    return {
-        unique_id: node_parents | frozenset(test for parent in node_parents for test in tests_on.get(parent, ()))
-        if not unique_id.startswith(("test.", "unit_test."))
-        else node_parents
-        for unique_id, node_parents in parents.items()
-    }
+    above: dict[str, frozenset[str]] = {}
+
+    def upstream(unique_id: str) -> frozenset[str]:
+        if unique_id not in above:
+            direct = parents.get(unique_id, frozenset())
+            above[unique_id] = direct.union(*(upstream(parent) for parent in direct))
+        return above[unique_id]
+
+    waits_for = {}
+    for unique_id, node_parents in parents.items():
+        if unique_id.startswith(("test.", "unit_test.")):
+            waits_for[unique_id] = node_parents
+            continue
+        ancestors = upstream(unique_id)
+        tests = {test for parent in node_parents for test in tests_on.get(parent, ()) if parents[test] <= ancestors}
+        waits_for[unique_id] = node_parents | tests
+    return waits_for
 
 
 def critical_path(nodes: Sequence[TimedNode], waits_for: Mapping[str, frozenset[str]]) -> list[int]:

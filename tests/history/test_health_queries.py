@@ -206,6 +206,24 @@ def test_the_critical_path_follows_what_each_node_waited_for() -> None:
     assert critical_path(nodes[:5], {}) == [4]
 
 
+def test_a_node_waits_for_its_parents_and_their_tests_but_not_a_test_on_itself() -> None:
+    def node(*parents: str) -> dict:
+        return {"depends_on": {"nodes": [*parents, "macro.greenery.to_money"]}}
+
+    manifest = {
+        "nodes": {
+            "model.users": node("source.raw.users"),
+            "model.orders": node("model.users"),
+            "test.unique_users": node("model.users"),
+            "test.orders_have_users": node("model.orders", "model.users"),  # a relationships test
+        }
+    }
+    waits = dependencies(manifest)
+    assert waits["model.orders"] == {"model.users", "test.unique_users"}
+    assert waits["test.orders_have_users"] == {"model.orders", "model.users"}
+    assert waits["model.users"] == {"source.raw.users"}
+
+
 @pytest.mark.parametrize(
     ("period", "expected"), [("12 hours", 12), ("1 hour", 1), ("2 days", 48), ("30 minutes", 0.5), (None, None)]
 )
