@@ -278,7 +278,10 @@ SLACK_WEBHOOK_URL = _declare(
     "SLACK_WEBHOOK_URL", None, "Slack incoming webhook; builds the slack_alerts connection", kind="text"
 )
 AIRFLOW_BASE_URL = _declare(
-    "GREENERY_AIRFLOW_BASE_URL", None, "the UI's address in alert links (default: Airflow's [api] base_url)", kind="url"
+    "GREENERY_AIRFLOW_BASE_URL",
+    None,
+    "the UI's address in alert links (default: Airflow's [api] base_url) and in the monitoring exposure (dbt)",
+    kind="url",
 )
 SLACK_TIMEOUT_SECONDS = _declare(
     "GREENERY_SLACK_TIMEOUT_SECONDS", "10", "timeout of one request to Slack", kind="number", low=1, high=120

@@ -284,7 +284,7 @@ def test_trends_flag_the_regression_the_failing_test_and_the_stale_source(browse
     stale = dict(zip(_cells(page, "sources", "Source table"), _cells(page, "sources", "Stale checks"), strict=True))
     assert stale == {planted.STALE_SOURCE: "6", "greenery.orders": "0", "greenery.users": "0"}
     assert page.locator("#sources-chart svg.marks").count() == 1
-    page.screenshot(path=SCREENSHOTS / "health-trends.png")
+    page.screenshot(path=SCREENSHOTS / "health-trends.png", full_page=True)
 
     page.locator("#trends-all-tests").check()
     page.wait_for_selector("#view-trends[data-state='ready']")
