@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+import psycopg2
+
 from include import settings
 from include.history import health, trends
 from include.history.store import warehouse_connection
@@ -111,7 +113,6 @@ def create_app() -> FastAPI:
     """The page at ``/index.html``, its files, the chart libraries at ``/lib/<name>`` and its data at ``/api/...``,
     for a user Airflow's auth manager lets see the website (and, for the data, read DAG runs)."""
     # Imported here, not at the top, for the reason docs_site.create_app gives: only the api-server builds it.
-    import psycopg2
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagAccessEntity
     from airflow.api_fastapi.core_api.security import requires_access_dag, requires_access_view
@@ -122,7 +123,7 @@ def create_app() -> FastAPI:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="greenery dbt health", docs_url=None, redoc_url=None, openapi_url=None)
-    # Vega is half a megabyte and 30 runs of every test's results about as much JSON: a sixth of it over the wire.
+    # Vega is half a megabyte, the trends' JSON a few hundred kilobytes: about a sixth of it goes over the wire.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     website = [Depends(requires_access_view(AccessView.WEBSITE))]
     data = [*website, Depends(requires_access_dag("GET", DagAccessEntity.RUN))]

@@ -16,7 +16,6 @@ const EMBED_OPTIONS = {
   // ast: Vega's interpreter instead of eval, so the page keeps a script-src 'self' Content-Security-Policy.
   ast: true, renderer: "svg", actions: { export: true, source: false, compiled: false, editor: false },
 };
-const cache = new Map();
 // A time axis in UTC: the date at midnight, the hour otherwise.
 const UTC_TICK = "utchours(datum.value) === 0 && utcminutes(datum.value) === 0 ? utcFormat(datum.value, '%b %d') : utcFormat(datum.value, '%H:%M')";
 
@@ -54,7 +53,6 @@ function seconds(value) {
 }
 
 async function getJson(url) {
-  if (cache.has(url)) return cache.get(url);
   const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (response.status === 401) {
     window.location.reload(); // the page itself sends a browser without a valid login to Airflow's login
@@ -62,7 +60,6 @@ async function getJson(url) {
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.detail || `${url} answered ${response.status}`);
-  cache.set(url, body);
   return body;
 }
 
