@@ -309,6 +309,34 @@ def processes_of_the_platform(local_dir: Path) -> list[str]:
 
 
 @dataclass(frozen=True)
+class HistoryDatabase:
+    """A database whose ``dbt_meta`` holds generated run history (tests/history/generated_history.py)."""
+
+    env: dict[str, str]
+    history: Any
+
+    def connect(self) -> Any:
+        keys = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+        return psycopg2.connect(**{key: self.env[name] for key, name in keys.items()})
+
+
+@pytest.fixture(scope="session")
+def generated_history(module_database_factory) -> HistoryDatabase:
+    """90 days of hourly and daily run history of the real project, generated once per session (read it only)."""
+    from tests.dags.conftest import parsed_manifest
+    from tests.history.generated_history import generate
+
+    _, env = module_database_factory("health")
+    database = HistoryDatabase(env, None)
+    connection = database.connect()
+    try:
+        history = generate(connection, json.loads(parsed_manifest().read_text()), days=90)
+    finally:
+        connection.close()
+    return HistoryDatabase(env, history)
+
+
+@dataclass(frozen=True)
 class ObjectStore:
     """A real S3-compatible server on 127.0.0.1 (moto's, as `make up EXECUTOR=celery` runs it) with one bucket."""
 
