@@ -14,33 +14,22 @@ runs both against generated history.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from tests.e2e.platform_api import plain_get
 
 PREFIX = "/greenery-health"
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, Any]:
     """(status, JSON body or the Location of a redirect) of a GET, with the token when given."""
-
-    class _KeepRedirects(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.build_opener(_KeepRedirects).open(
-            urllib.request.Request(url, headers=headers), timeout=60
-        ) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as error:
-        if error.code in (301, 302, 303, 307):
-            return error.code, error.headers["Location"]
-        return error.code, json.loads(error.read() or b"null")
+    status, headers, body = plain_get(url, {"Authorization": f"Bearer {token}"} if token else None)
+    if status in (301, 302, 303, 307):
+        return status, headers["Location"]
+    return status, json.loads(body or b"null")
 
 
 def _dbt_results(connect: Callable[[], Any], dag_id: str, run_id: str) -> dict[str, tuple[Any, Any]]:
