@@ -39,6 +39,7 @@ from include.local_platform.pgcluster import LOCATION_FILE
 from include.local_platform.warehouse import read_env_file
 from tests.alerts.slack_stub import SlackWebhookStub
 from tests.conftest import REPO_ROOT, processes_of_the_platform, run_module, started_platform
+from tests.e2e.dbt_health_checks import check_run_on_the_health_page, open_run_timeline
 from tests.e2e.platform_api import (
     CHROMIUM,
     DAILY,
@@ -260,11 +261,25 @@ def test_the_airflow_ui_shows_the_dags_their_dbt_tasks_the_trigger_form_and_the_
             docs.goto(docs.url.split("#")[0] + "#!/model/model.greenery.fct_orders")  # a model's docs page
             expect(docs.locator("h1").filter(has_text="fct_orders").first).to_be_visible()
             docs.screenshot(path=SCREENSHOTS / "4-dbt-docs.png")
+
+            # The dbt health page, same login: the scheduled run's timeline in dbt's own timings, then the trends.
+            open_run_timeline(
+                page, base, DAILY, green_runs[DAILY]["dag_run_id"], SCREENSHOTS / "5-dbt-health-timeline.png"
+            )
         except Exception:
             page.screenshot(path=SCREENSHOTS / "failure.png")
             raise
         finally:
             browser.close()
+
+
+def test_the_dbt_health_page_shows_the_scheduled_run_with_dbts_own_timings(
+    api: AirflowApi, green_runs: dict, platform: dict[str, Any]
+) -> None:
+    timeline = check_run_on_the_health_page(
+        platform["url"], api.token, DAILY, green_runs[DAILY]["dag_run_id"], lambda: warehouse(platform)
+    )
+    print(f"critical path of the scheduled run: {timeline['critical_path']}")
 
 
 def test_the_alert_delivery_dag_runs_in_the_triggerer_and_never_takes_a_worker(
