@@ -196,6 +196,17 @@ def airflow_db(pg_cluster: PgCluster) -> str:
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
+def loaded_plugin(name: str) -> Any:
+    """The plugin ``name`` of plugins/, loaded by Airflow's own loader of the plugins folder (what
+    AIRFLOW__CORE__PLUGINS_FOLDER points at)."""
+    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
+
+    plugins, import_errors = _load_plugins_from_plugin_directory(str(REPO_ROOT / "plugins"))
+    assert import_errors == {}
+    (plugin,) = (p for p in plugins if p.name == name)
+    return plugin
+
+
 def warehouse_connection_json(env: dict[str, str]) -> str:
     """A test database's libpq variables as the Airflow connection ``greenery_warehouse`` (AIRFLOW_CONN_...)."""
     return json.dumps(

@@ -17,21 +17,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from include import health_site, settings
-from tests.conftest import warehouse_connection_json
+from tests.conftest import loaded_plugin, warehouse_connection_json
 from tests.history import generated_history as planted
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 PREFIX = health_site.URL_PREFIX
 
 
 @pytest.fixture(scope="module")
 def plugin():
-    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
-
-    plugins, import_errors = _load_plugins_from_plugin_directory(str(PLUGINS))
-    assert import_errors == {}
-    (plugin,) = (p for p in plugins if p.name == "greenery_health")
-    return plugin
+    return loaded_plugin("greenery_health")
 
 
 @pytest.fixture
