@@ -206,7 +206,9 @@ class NodeResultTrigger(BaseTrigger):
             self.log.info(
                 "Try %s of this task: it runs its node on its own once its upstream tasks allow.", ti.try_number
             )
-        watch = run_watch.subscribe(ti.dag_id, ti.run_id, self._graph(), reader)
+        watch = run_watch.subscribe(ti.dag_id, ti.run_id, reader=reader)
+        if watch.graph is None:  # the first trigger of the run hands over the DAG the triggerer gave it
+            watch.graph = self._graph()
         try:
             version = -1
             while True:

@@ -10,8 +10,10 @@ in its trigger's kwargs, where the trigger applies it whenever it has no result 
 
 Airflow decides a run's state from its leaf tasks and counts skipped as success, and a node task stopped by an
 upstream failure can only end skipped in the triggerer. So the mode adds a last task, ``fail_run``
-(``trigger_rule=one_failed``, downstream of every task): skipped by the scheduler on a green run, without a worker;
-after a failure anywhere it fails, and the run with it.
+(``trigger_rule=one_failed``, downstream of every task whose failure stops what follows it): skipped by the scheduler
+on a green run, without a worker; after such a failure it fails, and the run with it. A task whose failure the DAG
+lets the run go on after — ``source_freshness``, unless ``GREENERY_FRESHNESS_BLOCKS=1`` — fails alone and the run
+stays green, as in the LOCAL mode.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from include.dbt_tasks.producer import DbtProducerOperator
 from include.dbt_tasks.resume import resume_node_task
 from include.dbt_tasks.steps import dbt_queue
 from include.dbt_tasks.task_ids import FAIL_RUN_TASK_ID, PRODUCER_TASK_ID
-from include.dbt_tasks.upstream_gate import FAILURES, RULE_KWARG, state_name
+from include.dbt_tasks.upstream_gate import FAILED, RULE_KWARG, RunGraph, state_name
 
 log = logging.getLogger(__name__)
+
+# Trigger rules under which a task runs after an upstream task failed (when another one succeeded).
+_TOLERANT_RULES = frozenset({"all_done", "all_done_min_one_success", "always", "one_success", "one_done"})
 
 
 def follow_producer(
@@ -74,16 +79,23 @@ def _fail_run(**context: Any) -> None:
     ti = context["ti"]
     found = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]) or {}
     states = found.get(ti.run_id, found)
-    failed = sorted(task_id for task_id, state in states.items() if state_name(state) in FAILURES)
+    failed = sorted(task_id for task_id, state in states.items() if state_name(state) == FAILED)
     raise AirflowFailException(
         f"The run fails because {', '.join(failed) or 'a task'} failed; the tasks it stopped ended skipped. See the "
         "failed task's log. This task only gives the run its state: clear the failed task with its downstream."
     )
 
 
+def _failure_goes_on(task_id: str, graph: RunGraph) -> bool:
+    """Whether every task right after ``task_id`` runs although it failed (its rule tolerates a failure)."""
+    after = [other for other, above in graph.upstream.items() if task_id in above]
+    return bool(after) and all(graph.rules[other] in _TOLERANT_RULES for other in after)
+
+
 def fail_run_task(dag: Any) -> BaseOperator:
-    """The run's last task (module docstring): downstream of every task of ``dag``."""
-    upstream = list(dag.tasks)
+    """The run's last task (module docstring): downstream of every task of ``dag`` whose failure stops the run."""
+    graph = RunGraph.of(dag)
+    upstream = [task for task in dag.tasks if not _failure_goes_on(task.task_id, graph)]
     fail_run = task(
         _fail_run,
         task_id=FAIL_RUN_TASK_ID,

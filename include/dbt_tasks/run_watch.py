@@ -140,16 +140,13 @@ class RunWatch:
 _WATCHES: dict[tuple[int, str, str], RunWatch] = {}
 
 
-def subscribe(dag_id: str, run_id: str, graph: RunGraph | None = None, reader: Reader | None = None) -> RunWatch:
-    """The run's watch, started if no trigger of the run watches it yet. ``graph``: the DAG as the trigger has it
-    (the first one given is kept)."""
+def subscribe(dag_id: str, run_id: str, reader: Reader | None = None) -> RunWatch:
+    """The run's watch, started if no trigger of the run watches it yet. Its first trigger sets its ``graph``."""
     key = (id(asyncio.get_running_loop()), dag_id, run_id)
     watch = _WATCHES.get(key)
     if watch is None or (watch.subscribers == 0 and not watch.running()):
         watch = _WATCHES[key] = RunWatch(dag_id, run_id, reader or TaskSdkReader())
     watch.subscribers += 1
-    if watch.graph is None and graph is not None:
-        watch.graph = graph
     if not watch.running():
         watch.start()
     return watch

@@ -189,6 +189,10 @@ def test_freshness_does_not_block_the_build_unless_configured(daily, monkeypatch
     for task in (blocking.get_task(t.task_id) for t in roots):
         assert blocking_rules[task.task_id] == "all_success"
         assert task.upstream_task_ids == {"source_freshness"}
+    # In the producer mode a stale source fails the run only when it stops the build.
+    if "fail_run" in daily.task_ids:
+        assert "source_freshness" not in daily.get_task("fail_run").upstream_task_ids
+        assert "source_freshness" in blocking.get_task("fail_run").upstream_task_ids
 
 
 def test_dbt_tasks_receive_the_validated_window_and_full_refresh(daily) -> None:
@@ -365,9 +369,10 @@ def test_producer_mode_keeps_every_node_task_and_starts_them_all_in_the_triggere
         for task_id in node_tasks:
             assert producer[task_id]["rule"] == "always", task_id
             assert producer[task_id]["trigger"]["rule"] == local[task_id]["rule"], task_id
-        # A failure anywhere fails the run: the last task fails when one task failed, and is skipped otherwise.
+        # A failure that stops the run fails it: the last task fails when one task failed, and is skipped
+        # otherwise. A stale source alone leaves the run green, as in the local mode (the build goes on).
         assert fail_run["rule"] == "one_failed" and not fail_run["from_trigger"]
-        assert set(fail_run["up"]) == set(producer) | {PRODUCER_TASK_ID}
+        assert set(fail_run["up"]) == (set(producer) | {PRODUCER_TASK_ID}) - {"source_freshness"}
     daily = rendered["producer"]["greenery_daily"]
     assert daily[PRODUCER_TASK_ID]["up"] == ["validate_params"]
     assert daily["validate_params"]["rule"] == "all_success"
