@@ -277,9 +277,9 @@ class DbtProducerOperator(BaseOperator):
                     break
             elif step == DOCS:
                 publish_docs(str(project))
+                publisher.finish_step(step, SUCCESS)  # the docs task ends while the state below is written
                 if self.selectable:
                     record_project_state(str(project), context)
-                publisher.finish_step(step, SUCCESS)
             else:
                 publisher.finish_step(step)
                 if not result.success:
