@@ -91,14 +91,16 @@ class RunGraph:
         return cls(upstream, rules)
 
     def effective_states(self, states: Mapping[str, Any]) -> dict[str, str | None]:
-        """``states`` with every skipped task whose own rule would have made it ``upstream_failed`` counted so."""
+        """``states`` with every skipped task whose own rule would have made it ``upstream_failed`` counted so, and
+        every task that has not ended yet but that rule already stops too (a failed task stays failed until it is
+        cleared): what is below a failure is skipped at once, not one level after the other."""
         found: dict[str, str | None] = {}
 
         def effective(task_id: str) -> str | None:
             if task_id not in found:
                 found[task_id] = None  # a cycle cannot happen in a DAG; this only guards the recursion
                 state = state_name(states.get(task_id))
-                if state == SKIPPED:
+                if state == SKIPPED or state not in FINISHED:
                     above = [effective(up) for up in self.upstream.get(task_id, ())]
                     if rule_outcome(self.rules.get(task_id, "all_success"), above) == UPSTREAM_FAILED:
                         state = UPSTREAM_FAILED

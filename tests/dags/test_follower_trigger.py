@@ -107,7 +107,10 @@ def test_a_node_dbt_skipped_below_a_failure_ends_skipped_naming_it_and_never_rea
     decision = _decide(STAGING, _snapshot(graph, states, published))
     assert decision.action == SKIPPED
     assert decision.why.startswith(f"Not built: upstream task {SOURCE_TEST} failed (dbt: source_not_negative_price).")
-    # One step further down, through the skipped model: the same failure is named.
+    # One step further down: the same failure is named, while the model above it is still deferred (a failed task
+    # stays failed, so what it stops ends at once, not one level after the other) and once it was skipped.
+    decision = _decide(STAGING_TEST, _snapshot(graph, states, published))
+    assert decision.action == SKIPPED and SOURCE_TEST in decision.why
     states |= {STAGING: "skipped"}
     decision = _decide(STAGING_TEST, _snapshot(graph, states, published))
     assert decision.action == SKIPPED and SOURCE_TEST in decision.why
