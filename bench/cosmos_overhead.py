@@ -30,6 +30,8 @@ from bench.measure import BenchError, MemorySampler, log, ratio, summary, wait_f
 from bench.sizes import Size, cosmos_mode
 from bench.stack import Stack
 from bench.task_logs import log_tail, parse_dbt_output, read_task_log, read_trigger_log
+from include.dbt_tasks.node_results import RESULTS_KEY
+from include.dbt_tasks.task_ids import PRODUCER_TASK_ID
 from include.local_platform.supervision import session_of
 
 DAILY_DAG = "greenery_daily"
@@ -203,12 +205,77 @@ def _wait_for_serialized_mode(stack: Stack, mode: str, timeout: float = 300) -> 
     )
 
 
+def _triggerer_cpu(stack: Stack) -> dict[int, float]:
+    """CPU seconds (user + system) each process of the triggerer has used so far, by pid."""
+    used = {}
+    for process in platform_processes(stack):
+        try:
+            if classify(process) == "triggerer":
+                times = process.cpu_times()
+                used[process.pid] = times.user + times.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return used
+
+
+def _published_results(stack: Stack, dag_id: str, run_id: str) -> dict[str, Any]:
+    """The producer's results document of a run (``include.dbt_tasks.node_results``), as the metadata DB keeps it."""
+    rows = stack.airflow_query(
+        "select value from xcom where dag_id = %s and run_id = %s and task_id = %s and key = %s",
+        (dag_id, run_id, PRODUCER_TASK_ID, RESULTS_KEY),
+    )
+    value = rows[0][0] if rows else None
+    if isinstance(value, bytes | memoryview):
+        value = bytes(value).decode()
+    while isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+def producer_figures(
+    stack: Stack, dag_id: str, run_id: str, tasks: list[dict[str, Any]], ended: dt.datetime
+) -> dict[str, Any] | None:
+    """The producer mode's run against its dbt: each node task's lag from dbt finishing its last node (the
+    producer's timestamp) to the task's end in the metadata DB, and the run's tail after ``dbt_build`` ended."""
+    producer = next((t for t in tasks if t["task_id"] == PRODUCER_TASK_ID), None)
+    if producer is None or producer.get("end_date") is None:
+        return None
+    published = _published_results(stack, dag_id, run_id).get("tasks") or {}
+    ends = {t["task_id"]: t for t in tasks if t.get("end_date") is not None}
+    lags = sorted(
+        (round(ends[task_id]["end_date"].timestamp() - result["finished_at"], 3), task_id)
+        for task_id, result in published.items()
+        if task_id in ends and result.get("finished_at") and not ends[task_id].get("on_worker")
+    )
+    validate = next((t for t in tasks if t["task_id"] == "validate_params" and t.get("end_offset")), None)
+    run_seconds = producer["end_offset"] + (ended - producer["end_date"]).total_seconds()
+    # Where the run's time goes, one step after the other: the scheduler starting it, the form's check, the
+    # producer's start on a worker, dbt_build (dbt's commands and what the task does around them), the tail.
+    phases = {
+        "to_first_task": (validate or producer)["start_offset"],
+        "validate_params": validate["seconds"] if validate else 0.0,
+        "to_producer_start": producer["start_offset"] - (validate["end_offset"] if validate else 0.0)
+        if validate
+        else 0.0,
+        "dbt_commands": producer.get("dbt_work_seconds") or 0.0,
+        "producer_around_dbt": producer["seconds"] - (producer.get("dbt_work_seconds") or 0.0),
+        "tail": run_seconds - producer["end_offset"],
+    }
+    return {
+        "tail_after_producer_seconds": round((ended - producer["end_date"]).total_seconds(), 3),
+        "lag_seconds": summary(lag for lag, _ in lags) if lags else None,
+        "slowest_lags": [{"task_id": task_id, "seconds": lag} for lag, task_id in lags[-3:]],
+        "run_phases_seconds": {name: round(value, 3) for name, value in phases.items()},
+    }
+
+
 def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600) -> dict[str, Any]:
     """Trigger one run with the CLI, follow it in the metadata DB, and split every task's time from its log."""
     dag_id = workload.dag_id
     trigger = ["dags", "trigger", dag_id, "--run-id", run_id]
     if workload.conf:
         trigger += ["--conf", json.dumps(workload.conf)]
+    triggerer_before = _triggerer_cpu(stack)
     with MemorySampler(lambda: platform_processes(stack), interval=0.25, classify=classify) as memory:
         stack.airflow(*trigger).check(f"triggering {dag_id}")
         sql = "select state, queued_at, start_date, end_date from dag_run where dag_id = %s and run_id = %s"
@@ -218,8 +285,12 @@ def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600
 
         rows = wait_for(finished, timeout, 1, f"{dag_id} run {run_id} did not finish within {timeout:.0f} s")
     state, queued_at, started, ended = rows[0]
+    triggerer_after = _triggerer_cpu(stack)
     tasks = _task_breakdown(stack, dag_id, run_id, queued_at)
     task_peaks = sorted(p.rss_mb for p in memory.peaks.values() if p.name == "task")
+    figures = producer_figures(stack, dag_id, run_id, tasks, ended)
+    for task in tasks:
+        task.pop("end_date", None)
     return {
         "dag_id": dag_id,
         "run_id": run_id,
@@ -232,6 +303,11 @@ def run_dag(stack: Stack, workload: Workload, run_id: str, timeout: float = 3600
         # Node tasks that went through the executor (queued for a worker): none on a green run in producer mode.
         "node_tasks_on_workers": sorted(t["task_id"] for t in tasks if is_node_task(t) and t.get("on_worker")),
         "critical_path": critical_path(tasks, upstream_tasks(stack, dag_id)),
+        # The triggerer's CPU over the run (its supervisor and the runner process with every trigger's coroutine).
+        "triggerer_cpu_seconds": round(
+            sum(used - triggerer_before.get(pid, 0.0) for pid, used in triggerer_after.items()), 3
+        ),
+        **({"producer": figures} if figures else {}),
         "memory": {
             "peak_platform_rss_mb": round(memory.peak_total_mb, 1),
             "peak_by_process_kind_mb": {k: round(v, 1) for k, v in sorted(memory.peak_label_totals_mb.items())},
@@ -302,6 +378,7 @@ def _task_breakdown(stack: Stack, dag_id: str, run_id: str, run_queued_at: dt.da
         relative = Path(f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}", attempt)
         log = next((folder / relative for folder in folders if (folder / relative).is_file()), folders[0] / relative)
         if started and ended:
+            entry["end_date"] = ended  # for the producer's figures; dropped before the results are kept
             entry["start_offset"] = round((started - run_queued_at).total_seconds(), 3)
             entry["end_offset"] = round((ended - run_queued_at).total_seconds(), 3)
             entry["seconds"] = round((ended - started).total_seconds(), 3)
@@ -341,6 +418,32 @@ def _hop_summary(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
         ]
         hops[phase] = summary(values) if values else None
     return hops
+
+
+def _producer_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The producer mode's own figures over the runs: lag of the node tasks (per run: median and max), the tail
+    after dbt_build, where a run's time goes, and the triggerer's CPU per run."""
+    cpu = [p["dag"]["triggerer_cpu_seconds"] for p in pairs if p["dag"].get("triggerer_cpu_seconds") is not None]
+    found: dict[str, Any] = {"triggerer_cpu_seconds": summary(cpu) if cpu else None}
+    figures = [p["dag"]["producer"] for p in pairs if p["dag"].get("producer")]
+    if not figures:
+        return found
+    lags = [f["lag_seconds"] for f in figures if f.get("lag_seconds")]
+    phases = [f["run_phases_seconds"] for f in figures if f.get("run_phases_seconds")]
+    return found | {
+        "tail_after_producer_seconds": summary(f["tail_after_producer_seconds"] for f in figures),
+        "node_task_lag_seconds": {
+            "median": round(statistics.median(lag["median"] for lag in lags), 3),
+            "max": round(max(lag["max"] for lag in lags), 3),
+            "per_run": [{"median": lag["median"], "max": lag["max"], "n": lag["n"]} for lag in lags],
+            "slowest": max((s for f in figures for s in f["slowest_lags"]), key=lambda s: s["seconds"], default=None),
+        }
+        if lags
+        else None,
+        "run_phases_seconds": {key: round(statistics.median(p[key] for p in phases), 3) for key in phases[0]}
+        if phases
+        else None,
+    }
 
 
 def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -383,6 +486,7 @@ def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "critical_path": _path_summary([p["dag"]["critical_path"] for p in used]),
         "follower_hops": _hop_summary(tasks),
+        **_producer_summary(used),
         "peak_task_process_rss_mb": max((p["dag"]["memory"]["peak_task_process_rss_mb"] or 0) for p in used),
         "peak_platform_rss_mb": max(p["dag"]["memory"]["peak_platform_rss_mb"] for p in used),
         "peak_bare_dbt_rss_mb": max(p["bare"]["peak_rss_mb"] for p in used),

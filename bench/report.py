@@ -40,8 +40,9 @@ MODE_LEGEND = {
     "with a Redis broker and two Celery workers (2 task slots each) on this same machine, the dbt docs in the local "
     "S3 store",
     "producer": "PRODUCER = greenery's producer mode (`include/dbt_tasks/producer.py`: one dbt process, the "
-    "`dbt_build` task, runs the run's freshness, snapshots, build and docs; every node task starts in the triggerer "
-    "and ends there on its node's result) on `make up`'s LocalExecutor",
+    "`dbt_build` task, runs the run's freshness, snapshots, build and docs; every node task waits in the triggerer "
+    "from the start of the run and ends there on its node's result, `include/dbt_tasks/producer_mode.py`) on "
+    "`make up`'s LocalExecutor",
 }
 PHASES = {  # a median dbt task's phases: the table's label, the chart's (None: not charted)
     "queued_seconds": (
@@ -160,6 +161,8 @@ def _in_unit(value: float, unit: str, target: bool = False) -> str:
     """A goal's figure: a ratio (``x``; a target as written, a measurement to two places), megabytes or a count."""
     if unit == "x":
         return f"{value:g}×" if target else _x(value)
+    if unit == "s":
+        return f"{value:g} s" if target else _s(value, 2)
     return _mb(value) if unit == "MB" else f"{value:g} {unit}"
 
 
@@ -347,6 +350,7 @@ def _overhead(body: dict[str, Any]) -> list[str]:
             "",
             *_table("Mode | DAG run | Bare dbt | Ratio (median of pairs)", rows),
         ]
+    lines += _producer_against_dbt(body)
     lines += _celery_against_local(modes)
     # The producer mode's node tasks run no dbt: its run is explained under "What limits the figures".
     modes = {mode: s for mode, s in modes.items() if s.get("dbt_tasks_per_run")}
@@ -368,6 +372,54 @@ def _overhead(body: dict[str, Any]) -> list[str]:
         "of the measured runs, so they need not add up):",
         "",
         *_table("Phase | " + " | ".join(m.upper() for m in modes), rows),
+    ]
+
+
+RUN_PHASES = {  # the producer mode's run, step by step: the table's label
+    "to_first_task": "run queued → its first task starts (the scheduler)",
+    "validate_params": "`validate_params` (the form's check, on a worker)",
+    "to_producer_start": "`validate_params` ends → `dbt_build` starts (the scheduler, a worker starting it)",
+    "dbt_commands": "`dbt_build`: dbt's commands (the run phases dbt reports)",
+    "producer_around_dbt": "`dbt_build`: around them (task start-up, loading the project, history, docs, assets)",
+    "tail": "`dbt_build` ends → the run ends (the last node tasks, `fail_run` skipped, the run's state)",
+}
+
+
+def _producer_against_dbt(body: dict[str, Any]) -> list[str]:
+    """The producer mode's run against its own dbt: the tail after ``dbt_build``, each node task's lag behind dbt,
+    the triggerer's CPU, and the run's time step by step."""
+    found = {mode.upper(): s for mode, s in body["modes"].items() if s.get("tail_after_producer_seconds")}
+    for mode, s in (body.get("hourly") or {}).get("modes", {}).items():
+        if s.get("tail_after_producer_seconds"):
+            found[f"{mode.upper()} ({body['hourly']['dag_id']})"] = s
+    if not found:
+        return []
+
+    def lag(s: dict[str, Any], key: str) -> str:
+        return _s((s.get("node_task_lag_seconds") or {}).get(key), 2)
+
+    rows = [
+        _row(
+            name,
+            _range(s["tail_after_producer_seconds"], lambda v: _s(v, 2)),
+            lag(s, "median"),
+            lag(s, "max"),
+            _range(s.get("triggerer_cpu_seconds"), lambda v: _s(v, 1)),
+        )
+        for name, s in found.items()
+    ]
+    phases = {name: s.get("run_phases_seconds") or {} for name, s in found.items()}
+    phase_rows = [_row(label, *(_s(p.get(key), 2) for p in phases.values())) for key, label in RUN_PHASES.items()]
+    return [
+        "The producer mode against its own dbt: how long each run went on after `dbt_build` ended, and each node "
+        "task's lag, from dbt finishing the task's last node (the time `dbt_build` publishes with the result) to "
+        "the task's end in the metadata DB (per run its median and its slowest task; medians and the worst over "
+        "the runs), with the triggerer's CPU time per run (its supervisor and the runner with every trigger):",
+        "",
+        *_table("Mode | Run end after `dbt_build` | Node task lag: median | slowest | Triggerer CPU per run", rows),
+        "Where a run's time goes, step by step (medians over the runs):",
+        "",
+        *_table("Step | " + " | ".join(phases), phase_rows),
     ]
 
 
@@ -500,52 +552,35 @@ def _profile(profile: dict[str, Any] | None, label: str) -> list[str]:
     return lines
 
 
-def _producer_limits(s: dict[str, Any], goal: dict[str, Any] | None) -> str:
-    """Why the producer mode's run takes what it takes: the chain of node tasks that each pass the triggerer."""
-    path, hops = s.get("critical_path") or {}, s.get("follower_hops") or {}
-    phase = {key: (hops.get(key) or {}).get("median") or 0 for key in ("pickup_seconds", "trigger_seconds")}
-    phase["write_back_seconds"] = (hops.get("write_back_seconds") or {}).get("median") or 0
+def _producer_limits(s: dict[str, Any], goal: dict[str, Any] | None, bare_seconds: float) -> str:
+    """Why the producer mode's run takes what it takes: dbt's own commands, and the steps around them."""
+    phases, lag = s.get("run_phases_seconds") or {}, s.get("node_task_lag_seconds") or {}
+    around = sum(value for key, value in phases.items() if key != "dbt_commands")
     text = (
         f"**PRODUCER mode** ({s['ratio']['median']:.2f}×{f', goal {_verdict(goal)}' if goal else ''}). dbt runs "
         f"once, in `dbt_build`: dbt's own run time adds up to {s['dag_dbt_work_seconds']:.0f} s against "
         f"{s['bare_dbt_work_seconds']:.0f} s over bare dbt's commands. Of {s.get('node_tasks_per_run', 0):g} node "
-        f"tasks per run, {s.get('node_tasks_on_workers_per_run', 0):g} took a worker; the others started and ended "
-        f"in the triggerer, {(hops.get('in_triggerer_seconds') or {}).get('median', 0):.1f} s each (median): "
-        f"{phase['pickup_seconds']:.2f} s from the scheduler deferring the task to the triggerer starting its "
-        f"trigger, {phase['trigger_seconds']:.2f} s in the trigger (its reads of the producer's result through the "
-        f"Task SDK), {phase['write_back_seconds']:.2f} s from the event to the task's end in the metadata DB."
+        f"tasks per run, {s.get('node_tasks_on_workers_per_run', 0):g} took a worker. Every node task waits in the "
+        "triggerer from the start of the run (`trigger_rule=always`, `start_from_trigger`) and ends when `dbt_build` "
+        "publishes its node: not after its upstream task, so the chain of scheduler and triggerer hops along the "
+        "lineage is gone"
     )
-    if path:
+    if lag:
         text += (
-            f" The run's end is decided by its longest chain of tasks, {path['tasks']:g} long, "
-            f"{path['tasks_in_triggerer']:g} of them node tasks in the triggerer: each waits for its upstream task "
-            f"to end before the scheduler defers it, so the chain spends {path['run_seconds_in_triggerer']:.0f} s in "
-            f"the triggerer and {path['wait_seconds']:.0f} s waiting for the scheduler, one task after another, "
-            "while the producer's dbt has long finished those nodes. The pick-up is Airflow's: the triggerer's "
-            "runner process syncs with its supervisor once a second (`TriggerRunner.arun`), the supervisor loads "
-            "new triggers once per loop after waiting up to a second for its runner (`TriggerRunnerSupervisor."
-            "run_once`), and each trigger of a task that starts in the triggerer carries the whole serialized DAG, "
-            "deserialised per trigger (`create_runtime_ti`). No setting shortens these loops in Airflow 3.3.2."
+            f"; a node task ends {lag['median']:.2f} s after dbt finished its node (median; the slowest "
+            f"{lag['max']:.2f} s), and the run {s['tail_after_producer_seconds']['median']:.2f} s after `dbt_build`"
+        )
+    text += "."
+    if phases:
+        text += (
+            f" What remains is the run's steps around dbt: {around:.0f} s of a median run (the table above), against "
+            f"{bare_seconds - s['bare_dbt_work_seconds']:.0f} s of process start-up and project loading over bare "
+            f"dbt's commands. The largest are `dbt_build`'s own ({phases.get('producer_around_dbt', 0):.1f} s: a "
+            f"task process, loading the project, writing the run history and the docs), `validate_params` "
+            f"({phases.get('validate_params', 0):.1f} s) and the scheduler starting the run and `dbt_build` on a "
+            f"worker ({phases.get('to_first_task', 0) + phases.get('to_producer_start', 0):.1f} s)."
         )
     return text
-
-
-def _critical_path(path: dict[str, Any]) -> list[str]:
-    rows = [
-        _row(
-            f"`{step['task_id']}`",
-            "worker" if step["on_worker"] else "triggerer",
-            _s(step["wait_seconds"], 2),
-            _s(step["run_seconds"], 2),
-        )
-        for step in path["steps"]
-    ]
-    return [
-        "The longest chain of one run (upstream end → start = the scheduler's pick-up; start → end = on a worker, "
-        "or in the triggerer):",
-        "",
-        *_table("Task | Where | Upstream end → start | Start → end", rows),
-    ]
 
 
 def _limits(doc: dict[str, Any]) -> list[str]:
@@ -579,10 +614,8 @@ def _limits(doc: dict[str, Any]) -> list[str]:
         if not s["all_runs_succeeded"]:
             text += " Not every run in this mode succeeded; see the failed tasks above."
         if mode == "producer":
-            text = _producer_limits(s, goal)
+            text = _producer_limits(s, goal, s["bare_dbt_seconds"]["median"])
         lines += [text, ""]
-        if mode == "producer" and (path := s.get("critical_path")):
-            lines += _critical_path(path)
     parsed_in_full = {
         mode: s["dbt_full_parse_tasks_per_run"]
         for mode, s in overhead.get("modes", {}).items()

@@ -3,6 +3,8 @@
     python -m bench.run            # full (~35 min): bench/results/summary.json, bench/RESULTS.md, bench/*.png
     python -m bench.run --quick    # same code, fewer and smaller runs (~5 min), under bench/results/runs/quick/
     python -m bench.run --smoke    # every section once at the smallest size (the CI smoke test)
+    python -m bench.run --only cosmos_overhead --modes producer --into bench/results/summary.json
+                                   # re-measure part of the committed results and re-render its page
 
 The raw results (every pair, task and sample) go to ``latest.json`` beside the page; those of the committed full
 run to the git-ignored ``bench/results/runs/full-<start>.json``.
@@ -59,14 +61,20 @@ def _section(name: str, results: dict[str, Any], action: Callable[[], dict[str, 
     log(f"{name} done in {results[name]['section_seconds']:.0f} s")
 
 
+def _mode_figures(body: dict[str, Any]) -> dict[str, Any]:
+    """A measured mode's summary, from a raw run (``{"summary": ..., "pairs": ...}``) or a kept summary."""
+    return body.get("summary", body)
+
+
 def memory_summary(sections: dict[str, Any]) -> dict[str, Any]:
     """Peak RSS figures gathered by the other sections, in one place."""
     overhead = sections.get("cosmos_overhead", {})
     modes = overhead.get("modes", {}) if "error" not in overhead else {}
-    bare = [m["summary"]["peak_bare_dbt_rss_mb"] for m in modes.values()]
+    modes = {mode: _mode_figures(body) for mode, body in modes.items()}
+    bare = [m["peak_bare_dbt_rss_mb"] for m in modes.values()]
     summary: dict[str, Any] = {
-        "dbt_task_peak_rss_mb": {mode: m["summary"]["peak_task_process_rss_mb"] for mode, m in modes.items()},
-        "airflow_run_peak_rss_mb": {mode: m["summary"]["peak_platform_rss_mb"] for mode, m in modes.items()},
+        "dbt_task_peak_rss_mb": {mode: m["peak_task_process_rss_mb"] for mode, m in modes.items()},
+        "airflow_run_peak_rss_mb": {mode: m["peak_platform_rss_mb"] for mode, m in modes.items()},
         "bare_dbt_peak_rss_mb": max(bare) if bare else None,
         "note": (
             "dbt task = the largest Airflow task process (the forked task runner that runs dbt in-process); "
@@ -105,28 +113,35 @@ def goals(sections: dict[str, Any]) -> dict[str, Any]:
         what = f"{overhead['dag_id']} run ({mode} mode, real scheduler) / bare dbt, median of pairs"
         # No issue sets a ratio goal on CeleryExecutor: its figure is the comparison with LocalExecutor below.
         target = RATIO_GOALS.get(mode, None if celery_twin(mode) else 1.3)
-        found[f"cosmos_{mode}_vs_bare_dbt"] = _goal(what, target, body["summary"]["ratio"]["median"])
+        found[f"cosmos_{mode}_vs_bare_dbt"] = _goal(what, target, _mode_figures(body)["ratio"]["median"])
         if (twin := celery_twin(mode)) in modes:
             what = (
                 f"{overhead['dag_id']} run on 2 Celery workers / the same run on LocalExecutor, same machine "
                 f"({twin} mode, medians; reported, no goal)"
             )
-            celery_median = body["summary"]["dag_run_seconds"]["median"]
-            local_median = modes[twin]["summary"]["dag_run_seconds"]["median"]
+            celery_median = _mode_figures(body)["dag_run_seconds"]["median"]
+            local_median = _mode_figures(modes[twin])["dag_run_seconds"]["median"]
             found[f"celery_{twin}_vs_local_executor"] = _goal(what, None, ratio(celery_median, local_median))
     if producer := overhead.get("modes", {}).get("producer"):
+        s = _mode_figures(producer)
         what = f"node tasks of a green {overhead['dag_id']} run that took a worker (producer mode), per run"
-        found["producer_node_tasks_on_workers"] = _goal(
-            what, 0, producer["summary"]["node_tasks_on_workers_per_run"], "tasks"
-        )
-        what = (
-            f"peak RSS of the whole platform during a {overhead['dag_id']} run (producer mode; the local mode "
-            "measured 3.45 GB before it)"
-        )
-        found["producer_platform_peak_rss"] = _goal(what, 3450, producer["summary"]["peak_platform_rss_mb"], "MB")
+        found["producer_node_tasks_on_workers"] = _goal(what, 0, s["node_tasks_on_workers_per_run"], "tasks")
+        if tail := s.get("tail_after_producer_seconds"):
+            what = f"{overhead['dag_id']} run's end after dbt_build's end (producer mode), median of runs"
+            found["producer_tail_after_dbt_build"] = _goal(what, 3.0, tail["median"], "s")
+        if lag := s.get("node_task_lag_seconds"):
+            what = "node task's end after dbt finished its node (producer's timestamp → metadata DB), median per run"
+            found["producer_node_task_lag_median"] = _goal(what, 1.5, lag["median"], "s")
+            what = "node task's end after dbt finished its node, the slowest task of any run"
+            found["producer_node_task_lag_max"] = _goal(what, 4.0, lag["max"], "s")
+        if cpu := s.get("triggerer_cpu_seconds"):
+            what = f"triggerer CPU per {overhead['dag_id']} run (producer mode; reported, no goal)"
+            found["producer_triggerer_cpu"] = _goal(what, None, cpu["median"], "s")
+        what = f"peak RSS of the whole platform during a {overhead['dag_id']} run (producer mode)"
+        found["producer_platform_peak_rss"] = _goal(what, 3072, s["peak_platform_rss_mb"], "MB")
     for mode, body in overhead.get("hourly", {}).get("modes", {}).items():
         what = f"{overhead['hourly']['dag_id']} run ({mode} mode, real scheduler) / bare dbt, median of pairs"
-        found[f"cosmos_{mode}_hourly_vs_bare_dbt"] = _goal(what, 1.3, body["summary"]["ratio"]["median"])
+        found[f"cosmos_{mode}_hourly_vs_bare_dbt"] = _goal(what, 1.3, _mode_figures(body)["ratio"]["median"])
     by_scale = {p["scale"]: p for p in sections.get("scaling", {}).get("points", [])}
     if 1 in by_scale and 100 in by_scale:
         what, growth = "daily incremental dbt build at scale 100 / at scale 1", by_scale[100]["growth_from_first_scale"]
@@ -142,6 +157,48 @@ def goals(sections: dict[str, Any]) -> dict[str, Any]:
         )
         found["parse_ratio_to_trivial"] = _goal(what, None, worst["cold_ratio_to_trivial"])
     return found
+
+
+def merge_into(kept: dict[str, Any], measured: dict[str, Any]) -> dict[str, Any]:
+    """``kept`` (a committed summary) with what ``measured`` (a run of some sections or modes) measured in place of
+    its figures, the goals worked out again and a note saying what was measured when. Raises ``BenchError`` when
+    the two runs measured different things (another DAG or scale) or the new run failed."""
+    if errors := report.section_errors(measured):
+        raise BenchError(f"not merged: the run failed in {', '.join(errors)}")
+    merged = json.loads(json.dumps(kept))
+    new = report.summarise(measured)["sections"]
+    what = []
+    for name in SECTIONS:
+        body = new[name]
+        if body.get("skipped"):
+            continue
+        if name != "cosmos_overhead" or "error" in merged["sections"][name]:
+            merged["sections"][name] = body
+            what.append(name)
+            continue
+        old = merged["sections"][name]
+        for key in ("dag_id", "scale", "dbt_threads", "bare_commands"):
+            if old.get(key) != body.get(key):
+                raise BenchError(f"not merged: {name}'s {key} differs ({old.get(key)!r} kept, {body.get(key)!r} new)")
+        old["modes"].update(body["modes"])
+        if body.get("hourly"):
+            old.setdefault("hourly", body["hourly"])["modes"].update(body["hourly"]["modes"])
+        if body.get("profile") and "error" not in body["profile"]:
+            old["profile"] = body["profile"]
+        old["fastest_mode"] = min(old["modes"], key=lambda m: old["modes"][m]["dag_run_seconds"]["median"])
+        hourly = [f"{m} ({body['hourly']['dag_id']})" for m in (body.get("hourly") or {}).get("modes", {})]
+        what.append(f"{name} ({', '.join([*body['modes'], *hourly])})")
+    merged["sections"]["memory"] = memory_summary(merged["sections"])
+    merged["goals"] = goals(merged["sections"])
+    commit = measured["git"]["commit"][:12] + (" with uncommitted changes" if measured["git"]["dirty"] else "")
+    load = ", ".join(str(x) for x in measured["machine"]["load_average_at_start"])
+    merged.setdefault("notes", []).append(
+        f"{measured['started_at']}: re-measured {'; '.join(what)} at commit `{commit}` in "
+        f"{measured['duration_seconds'] / 60:.1f} minutes (load average {load}); every other figure is from the "
+        "run in the header."
+    )
+    report.check(merged)
+    return merged
 
 
 def run(size: Size, out_dir: Path, only: tuple[str, ...], keep: bool) -> dict[str, Any]:
@@ -215,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         "--dag", choices=["greenery_daily", "greenery_hourly_snapshot"], help="override the DAG the Cosmos section runs"
     )
     parser.add_argument("--keep", action="store_true", help="keep the throwaway platform's directory for a look")
+    parser.add_argument(
+        "--into",
+        type=Path,
+        help="a kept summary (bench/results/summary.json): put what this run measured in place of its figures and "
+        "re-render its page, with a note saying what was re-measured",
+    )
     args = parser.parse_args(argv)
     size: Size = args.size or FULL
     if args.modes:
@@ -236,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     document = run(size, out_dir, only, args.keep)
     errors = report.section_errors(document)
     print(report.console_summary(document, report.write(document, out_dir)))
+    if args.into and not errors:
+        merged = merge_into(json.loads(args.into.read_text()), document)
+        target = report.BENCH_DIR if args.into.resolve() == report.SUMMARY else args.into.resolve().parent
+        print(report.console_summary(merged, report.write(merged, target)))
     if errors:
         print(f"bench: {len(errors)} section(s) failed: {', '.join(errors)}", file=sys.stderr)
         return 1

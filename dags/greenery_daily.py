@@ -29,7 +29,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from include.alerts import callbacks
-from include.dbt_tasks import params, steps
+from include.dbt_tasks import params, producer_mode, run_plan, steps
 
 DAG_ID = "greenery_daily"
 # Every dbt command of a run reprocesses the same validated window and honours full_refresh.
@@ -50,11 +50,11 @@ with DAG(
     doc_md=__doc__,
     tags=["greenery", "dbt", "daily"],
 ):
-    validated = params.validate_params_task()
+    validated = run_plan.validate_params_task()
     # The form's select/exclude/rerun_failed_of/only: node tasks left out of the run's selection end skipped.
     freshness = steps.source_freshness(DAG_ID, DBT_ARGS, selectable=True)
     snapshots = steps.snapshot_group(DBT_ARGS, selectable=True)
     steps.freshness_then_snapshots(validated, freshness, snapshots)
     snapshots >> steps.model_group(DBT_ARGS, selectable=True) >> steps.docs_generate(DAG_ID, DBT_ARGS, selectable=True)
     # GREENERY_COSMOS_EXECUTION_MODE=producer: one dbt process runs every step; the tasks above show its results.
-    steps.one_dbt_process(validated, DBT_ARGS, selectable=True)
+    producer_mode.one_dbt_process(validated, DBT_ARGS, selectable=True)

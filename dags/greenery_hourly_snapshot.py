@@ -17,7 +17,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from include.alerts import callbacks
-from include.dbt_tasks import steps
+from include.dbt_tasks import producer_mode, steps
 
 with DAG(
     dag_id="greenery_hourly_snapshot",
@@ -32,4 +32,4 @@ with DAG(
     doc_md=__doc__,
     tags=["greenery", "dbt", "hourly"],
 ):
-    steps.one_dbt_process(steps.snapshot_group())
+    producer_mode.one_dbt_process(steps.snapshot_group())

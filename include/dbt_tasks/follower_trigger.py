@@ -1,172 +1,222 @@
-"""The trigger a node task of the ``producer`` execution mode starts in (``include.dbt_tasks.producer``).
+"""The trigger every node task of the ``producer`` execution mode starts in (``include.dbt_tasks.producer_mode``).
 
-A node task never takes a worker while its dbt node succeeds: the scheduler hands it straight to the triggerer
-(``start_from_trigger``), this trigger waits for the producer task's result for it (an XCom the producer pushes
-as soon as dbt finished the task's nodes) and ends the task there (``TaskSuccessEvent`` / ``TaskSkippedEvent``).
-Only what needs a worker resumes on one (``resume_node_task``): a failure (so the task's log shows dbt's error, the
-alert goes out and a model retries), a retry or a clear (the node runs on its own), and a producer that ended
-without reaching the node.
+A node task waits in the triggerer from the start of its run (``trigger_rule=always``, ``start_from_trigger``) and
+ends as soon as the producer, ``dbt_build``, publishes what dbt did with its nodes: ``success`` or ``skipped`` right
+there (``TaskSuccessEvent`` / ``TaskSkippedEvent``), so a green run takes no worker for it. Only what needs a worker
+resumes on one (``include.dbt_tasks.resume``): a node dbt failed (its log shows dbt's message, the alert goes out,
+a model retries) and a node that has to run on its own.
+
+Where no result of the producer applies — a retry, a task cleared without the producer, a node dbt did not run —
+the task waits for its upstream tasks as the scheduler would have under the rule it was rendered with
+(``include.dbt_tasks.upstream_gate``): it runs its node alone on a worker once they let it, and ends skipped,
+naming the failed upstream task, when a failure stops it. A refused trigger form or a producer that failed for good
+ends it skipped within a poll, with one line that says why. ``decide`` holds all of that; the triggers of one run
+share one read of it per poll (``include.dbt_tasks.run_watch``).
 
 Kept free of dbt and Cosmos imports: the triggerer imports this module.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
-# The producer's task states after which it publishes nothing more (until it is cleared).
-PRODUCER_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
-RESULT_KEY_PREFIX = "node_task_result:"
-# Outcomes a producer publishes for a node task.
-SUCCESS, FAILED, SKIPPED, NOT_RUN = "success", "failed", "skipped", "not_run"
-# What a resumed node task does (``producer.resume_node_task``).
-RUN_HERE, REPORT_FAILURE, PRODUCER_GONE = "run_here", "report_failure", "producer_gone"
+from include.dbt_tasks import run_watch
+from include.dbt_tasks.node_results import (
+    FAILED,
+    REPORT_FAILURE,
+    RUN_HERE,
+    SKIPPED,
+    SUCCESS,
+    WORKER_TRY_KEY,
+    count,
+    left_out,
+    of_this_clear,
+    task_result,
+)
+from include.dbt_tasks.task_ids import PRODUCER_TASK_ID, VALIDATE_TASK_ID
+from include.dbt_tasks.upstream_gate import FAILURES, FINISHED, RUN, UPSTREAM_FAILED, WAIT, RunGraph
+from include.history.artifacts import FAILED_STATUSES
 
 
-def _count(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+@dataclass(frozen=True)
+class Decision:
+    """How a node task ends: ``SUCCESS`` or ``SKIPPED`` in the triggerer, ``RUN_HERE`` or ``REPORT_FAILURE`` on a
+    worker. ``why`` is the line its log shows, ``lines`` dbt's result lines."""
+
+    action: str
+    why: str = ""
+    lines: list[str] = field(default_factory=list)
+    result: Mapping[str, Any] | None = None
 
 
-def left_out(nodes: Iterable[str], selected: Iterable[str] | None) -> bool:
-    """A node task the run's selection (``validate_params``' ``selected``; None: everything) leaves out: it has
-    nodes and none of them is selected."""
-    nodes = set(nodes)
-    return bool(nodes) and selected is not None and not nodes & set(selected)
+def _skip(why: str, lines: list[str] | None = None) -> Decision:
+    return Decision(SKIPPED, why, lines or [])
 
 
-def result_key(task_id: str) -> str:
-    """The producer's XCom key for a node task's result."""
-    return RESULT_KEY_PREFIX + task_id
+def _failed_nodes(published: Mapping[str, Any] | None, task_ids: list[str]) -> list[str]:
+    tasks = (published or {}).get("tasks") or {}
+    return sorted(
+        node["name"]
+        for task_id in task_ids
+        for node in (tasks.get(task_id) or {}).get("nodes", [])
+        if node.get("status") in FAILED_STATUSES
+    )
+
+
+def _form(task_id: str, nodes: list[str], selectable: bool, snapshot: run_watch.Snapshot) -> Decision | None:
+    """Ends the task when ``validate_params`` refused the form or the run's selection leaves it out; None when the
+    form lets it go on, or is not checked yet (``Decision(WAIT)``)."""
+    state = snapshot.states.get(VALIDATE_TASK_ID)
+    if state in FAILURES or state in ("skipped", "removed"):
+        return _skip(f"{VALIDATE_TASK_ID} {state}: this run builds nothing. Its log says why.")
+    if state != "success" or snapshot.plan is None:
+        return Decision(WAIT)
+    selected = snapshot.plan.get("selected")
+    if selected == []:
+        return _skip(f"Nothing to build in this run: {snapshot.plan.get('selection_text')}.")
+    if selectable and left_out(nodes, selected):
+        return _skip(f"Not in this run's selection ({snapshot.plan.get('selection_text')}).")
+    return None
+
+
+def _gate(task_id: str, snapshot: run_watch.Snapshot, note: str) -> Decision | None:
+    graph = snapshot.graph
+    effective = snapshot.effective_states()
+    outcome = graph.outcome(task_id, effective) if graph is not None else RUN
+    if outcome == WAIT:
+        return None
+    if outcome == RUN:
+        return Decision(RUN_HERE, note)
+    if outcome == UPSTREAM_FAILED:
+        failed = graph.failed_above(task_id, effective)
+        nodes = _failed_nodes(snapshot.published, failed)
+        what = f" (dbt: {', '.join(nodes)})" if nodes else ""
+        return _skip(
+            f"Not built: upstream task {', '.join(failed) or 'of this task'} failed{what}. Clear the failed task "
+            "with its downstream once it is fixed."
+        )
+    return _skip("Not built: its upstream tasks were skipped.")
+
+
+def decide(
+    task_id: str,
+    nodes: list[str],
+    selectable: bool,
+    clear_number: int,
+    retry: bool,
+    snapshot: run_watch.Snapshot,
+) -> Decision | None:
+    """How the node task ``task_id`` ends now, or None to wait for the next snapshot. ``retry``: a worker already
+    took a try of it since the run was last cleared (its ``WORKER_TRY_KEY``), so no result of the producer is
+    this try's."""
+    states = snapshot.states
+    if VALIDATE_TASK_ID in states:
+        form = _form(task_id, nodes, selectable, snapshot)
+        if form is not None:
+            return None if form.action == WAIT else form
+    producer = states.get(PRODUCER_TASK_ID)
+    producer_done = producer in FINISHED
+    note = ""
+    if not retry:
+        result = task_result(snapshot.published, task_id, clear_number)
+        if result is not None:
+            outcome, lines = result["outcome"], list(result.get("log") or [])
+            if outcome == SUCCESS:
+                return Decision(SUCCESS, "", lines)
+            if outcome == SKIPPED:
+                return _skip(result.get("why") or "dbt skipped it.", lines)
+            if outcome == FAILED:
+                return Decision(REPORT_FAILURE, "", lines, result)
+            note = result.get("why") or f"dbt did not run it in {PRODUCER_TASK_ID}"  # NOT_RUN: the gate decides
+        elif not producer_done:
+            return None  # the producer has not reached this task yet
+        elif producer != "success" and (snapshot.published is None or of_this_clear(snapshot.published, clear_number)):
+            return _skip(
+                f"{PRODUCER_TASK_ID} ended {producer} before dbt reached this task's nodes: see its log. Clear "
+                f"{PRODUCER_TASK_ID} with its downstream to build them."
+            )
+        else:
+            note = f"{PRODUCER_TASK_ID} did not build it in this clear of the run"
+    elif not producer_done:
+        return None  # a retry runs its node on its own once the producer has ended, as it always did
+    else:
+        note = "a retry runs its node on its own"
+    return _gate(task_id, snapshot, note)
 
 
 class NodeResultTrigger(BaseTrigger):
-    """Waits for the producer's result for one node task and ends the task, or resumes it on a worker.
+    """Waits for what ends one node task (module docstring).
 
-    ``nodes`` are the task's dbt unique ids; with ``selectable``, a task whose nodes the run's selection left out
-    (``validate_params``' XCom) ends skipped at once. ``clear_number`` is the DAG run's (a template, rendered when
-    the trigger starts): a result the producer published before the run was last cleared is not this try's.
+    ``nodes``: the task's dbt unique ids; ``selectable``: the run's selection (``validate_params``) may leave it out;
+    ``rule``: the trigger rule the task was rendered with (``upstream_gate``); ``clear_number``: the DAG run's (a
+    template, rendered when the trigger starts): a result the producer published before the run was last cleared is
+    not this try's.
     """
 
     template_fields = ("clear_number",)
 
     def __init__(
-        self,
-        producer_task_id: str,
-        nodes: list[str],
-        selectable: bool = False,
-        validate_task_id: str | None = None,
-        poll_seconds: float = 1.0,
-        clear_number: int | str = 0,
+        self, nodes: list[str], selectable: bool = False, rule: str = "all_success", clear_number: int | str = 0
     ) -> None:
         super().__init__()
-        self.producer_task_id = producer_task_id
         self.nodes = list(nodes)
         self.selectable = selectable
-        self.validate_task_id = validate_task_id
-        self.poll_seconds = poll_seconds
+        self.rule = rule
         self.clear_number = clear_number
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "producer_task_id": self.producer_task_id,
-                "nodes": self.nodes,
-                "selectable": self.selectable,
-                "validate_task_id": self.validate_task_id,
-                "poll_seconds": self.poll_seconds,
-                "clear_number": self.clear_number,
-            },
+            {"nodes": self.nodes, "selectable": self.selectable, "rule": self.rule, "clear_number": self.clear_number},
         )
 
-    async def _xcom(self, task_id: str, key: str) -> Any:
-        from airflow.sdk.execution_time.xcom import XCom
+    def _graph(self) -> RunGraph | None:
+        dag = getattr(getattr(self.task_instance, "task", None), "dag", None)
+        return RunGraph.of(dag) if dag is not None else None
 
+    async def _retry(self, reader: run_watch.Reader) -> bool:
         ti = self.task_instance
-        return await asyncio.to_thread(
-            XCom.get_one, run_id=ti.run_id, key=key, task_id=task_id, dag_id=ti.dag_id, map_index=-1
-        )
+        if (ti.try_number or 1) <= 1:
+            return False
+        worker_try = await reader.xcom(ti.dag_id, ti.run_id, ti.task_id, WORKER_TRY_KEY)
+        return isinstance(worker_try, dict) and count(worker_try.get("clear_number")) >= count(self.clear_number)
 
-    async def _producer_state(self) -> str | None:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        ti = self.task_instance
-        states = await asyncio.to_thread(
-            RuntimeTaskInstance.get_task_states, dag_id=ti.dag_id, task_ids=[self.producer_task_id], run_ids=[ti.run_id]
-        )
-        state = (states.get(ti.run_id) or {}).get(self.producer_task_id)
-        return str(getattr(state, "value", state)) if state is not None else None
-
-    async def _left_out_of_selection(self) -> str | None:
-        if not self.selectable or not self.validate_task_id or not self.nodes:
-            return None
-        chosen = await self._xcom(self.validate_task_id, "return_value") or {}
-        if not left_out(self.nodes, chosen.get("selected")):
-            return None
-        return f"Not in this run's selection ({chosen.get('selection_text')})."
-
-    def _fresh(self, result: Any) -> bool:
-        """A result the producer published since the DAG run was last cleared: one from before may be stale (a
-        task cleared after a failure still sees the producer's XComs until the producer runs again)."""
-        return isinstance(result, dict) and _count(result.get("clear_number")) >= _count(self.clear_number)
-
-    def _outcome_event(self, result: dict[str, Any]) -> TriggerEvent:
-        outcome = result.get("outcome")
-        for line in result.get("log", []):
+    def _event(self, decision: Decision) -> TriggerEvent:
+        for line in decision.lines:
             self.log.info("%s", line)
-        if outcome == SUCCESS:
+        if decision.why:
+            self.log.info("%s", decision.why)
+        if decision.action == SUCCESS:
             return TaskSuccessEvent()
-        if outcome == SKIPPED:
+        if decision.action == SKIPPED:
             return TaskSkippedEvent()
-        if outcome == NOT_RUN:
-            return TriggerEvent({"action": RUN_HERE, "why": result.get("why")})
-        return TriggerEvent({"action": REPORT_FAILURE, "result": result})
+        if decision.action == RUN_HERE:
+            return TriggerEvent({"action": RUN_HERE, "why": decision.why})
+        return TriggerEvent({"action": REPORT_FAILURE, "result": dict(decision.result or {})})
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    async def run(self, reader: run_watch.Reader | None = None) -> AsyncIterator[TriggerEvent]:
         ti = self.task_instance
-        retried = (ti.try_number or 1) > 1
-        # On a green run the producer is ahead of the node tasks: its result is there when the trigger starts,
-        # and one read ends the task.
-        if not retried:
-            result = await self._xcom(self.producer_task_id, result_key(ti.task_id))
-            if self._fresh(result):
-                yield self._outcome_event(result)
-                return
-        reason = await self._left_out_of_selection()
-        if reason:
-            self.log.info(reason)
-            yield TaskSkippedEvent()
-            return
-        while True:
-            state = await self._producer_state()
-            done = state in PRODUCER_DONE
-            if retried and done:
-                # A retry or a clear: this node runs on its own, on a worker, whatever the producer did.
-                self.log.info("Try %s of this task: %s runs on a worker on its own.", ti.try_number, self.nodes)
-                yield TriggerEvent({"action": RUN_HERE})
-                return
-            if not retried and state in ("running", *PRODUCER_DONE):
-                result = await self._xcom(self.producer_task_id, result_key(ti.task_id))
-                if self._fresh(result):
-                    yield self._outcome_event(result)
+        reader = reader or run_watch.TaskSdkReader()
+        retry = await self._retry(reader)
+        if retry:
+            self.log.info(
+                "Try %s of this task: it runs its node on its own once its upstream tasks allow.", ti.try_number
+            )
+        watch = run_watch.subscribe(ti.dag_id, ti.run_id, reader=reader)
+        if watch.graph is None:  # the first trigger of the run hands over the DAG the triggerer gave it
+            watch.graph = self._graph()
+        try:
+            version = -1
+            while True:
+                snapshot = await watch.next(version)
+                version = snapshot.version
+                decision = decide(ti.task_id, self.nodes, self.selectable, count(self.clear_number), retry, snapshot)
+                if decision is not None:
+                    yield self._event(decision)
                     return
-            if done:
-                if state == "skipped":
-                    self.log.info("The producer task %s was skipped: nothing to build.", self.producer_task_id)
-                    yield TaskSkippedEvent()
-                    return
-                if state == "success":
-                    # The producer ended without this task's nodes: it stopped before their step (a node failed)
-                    # and the task was cleared since, or the run was cleared after the producer's try.
-                    yield TriggerEvent({"action": RUN_HERE, "why": f"{self.producer_task_id} did not run it"})
-                    return
-                yield TriggerEvent({"action": PRODUCER_GONE, "producer_state": state})
-                return
-            await asyncio.sleep(self.poll_seconds)
+        finally:
+            run_watch.unsubscribe(watch)

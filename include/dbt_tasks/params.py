@@ -27,11 +27,11 @@ from typing import Any
 from airflow.sdk import Param
 
 from include import settings
-from include.settings import ConfigurationError
+from include.dbt_tasks.selection import InvalidSelection, criteria, describe, resolve
+from include.dbt_tasks.task_ids import VALIDATE_TASK_ID
 
 log = logging.getLogger(__name__)
 
-VALIDATE_TASK_ID = "validate_params"
 # The data interval of greenery_daily's schedule, for runs that have none.
 DEFAULT_INTERVAL = dt.timedelta(days=1)
 
@@ -134,8 +134,6 @@ class RunWindow:
 
 def with_selection(window: RunWindow, params: Mapping[str, Any]) -> RunWindow:
     """``window`` with the nodes that the ``select`` and ``exclude`` parameters pick (dbt resolves them)."""
-    from include.dbt_tasks.selection import InvalidSelection, criteria, describe, resolve
-
     try:
         select, exclude = criteria("select", params.get("select")), criteria("exclude", params.get("exclude"))
         selected = resolve(select, exclude)
@@ -257,59 +255,3 @@ def dbt_vars() -> dict[str, str]:
 
 def full_refresh_template() -> str:
     return "{{ ti.xcom_pull(task_ids='" + VALIDATE_TASK_ID + "')['full_refresh'] }}"
-
-
-def validate_params_task() -> Any:
-    """The first task of ``greenery_daily``: fails the run with one clear sentence before any dbt command runs,
-    and hands the window to the dbt tasks (XCom)."""
-    from airflow.sdk import BaseHook, task
-    from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
-
-    from include.dbt_tasks.steps import dbt_queue
-
-    # A wrong parameter does not become right on a second try. On the dbt queue: a selection runs `dbt ls`.
-    @task(task_id=VALIDATE_TASK_ID, retries=0, queue=dbt_queue())
-    def validate_params(**context: Any) -> dict[str, Any]:
-        import psycopg2
-
-        from include.dbt_tasks.run_plan import ThisRun, plan
-
-        dag_run = context["dag_run"]
-        try:
-            window = resolve_window(
-                dag_run.conf,
-                context["params"],
-                context.get("data_interval_start"),
-                context.get("data_interval_end"),
-                run_after=getattr(dag_run, "run_after", None),
-            )
-        except InvalidParams as error:
-            raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
-        except ConfigurationError as error:
-            raise AirflowFailException(f"Configuration error: {error}") from None
-        try:
-            BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
-        except AirflowNotFoundException:
-            raise AirflowFailException(
-                f"The Airflow connection {settings.WAREHOUSE_CONN_ID!r} is not defined: add it under Admin > "
-                f"Connections or set AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}."
-            ) from None
-        try:
-            this_run = ThisRun(dag_run.dag_id, dag_run.run_id, context["ti"], context.get("dag"))
-            window = plan(window, context["params"], this_run)
-        except InvalidParams as error:
-            raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
-        except psycopg2.OperationalError as error:
-            # rerun_failed_of and only read the run history in the warehouse; a second try may reach it.
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise RuntimeError(
-                f"rerun_failed_of and only read the earlier runs from the warehouse, which did not answer "
-                f"({first_line}): check that it runs, then clear this task."
-            ) from None
-        if window.selected == ():
-            log.info("Nothing to build: %s. Every dbt task of this run ends skipped.", window.selection_text)
-        else:
-            log.info("dbt will process %s", window.describe())
-        return window.as_xcom()
-
-    return validate_params()

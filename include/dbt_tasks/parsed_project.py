@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from include.dbt_tasks.cosmos_config import DBT_PROFILE_NAME, DBT_TARGET_NAME
+
 log = logging.getLogger(__name__)
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
@@ -60,7 +62,6 @@ def cache_file(target: str) -> Path | None:
 
 
 def _parse_args(project_dir: Path, profiles_dir: Path, target_path: Path, target: str) -> list[str]:
-    from include.dbt_tasks.cosmos_config import DBT_PROFILE_NAME
 
     # Profile and target are always named: dbt's check of the kept file compares them as given on the command line.
     # dbt stays silent (the task logs one line about the parse, and the command that follows has dbt's banner).
@@ -106,8 +107,6 @@ def load(project_dir: Path, profiles_dir: Path, target_path: Path | None = None,
     Cosmos builds from the Airflow connection). The environment must hold what the profile reads. Raises
     ``RuntimeError`` with dbt's message when the project does not parse."""
     from dbt.cli.main import dbtRunner
-
-    from include.dbt_tasks.cosmos_config import DBT_TARGET_NAME
 
     target = target or DBT_TARGET_NAME
     target_dir = Path(target_path) if target_path is not None else Path(project_dir) / "target"

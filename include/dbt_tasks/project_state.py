@@ -30,6 +30,7 @@ from psycopg2 import sql
 from psycopg2.extras import Json
 
 from include import settings
+from include.dbt_tasks.task_ids import VALIDATE_TASK_ID
 from include.history import schema
 from include.history.schema import Table, meta_schema
 from include.history.store import warehouse_connection
@@ -142,8 +143,6 @@ def record_project_state(project_dir: str, context: Mapping[str, Any] | None = N
         target = Path(project_dir) / "target"
         if not (target / "catalog.json").is_file() or context is None:
             return  # dbt docs generate failed: the task fails with dbt's error, and no state is kept
-        from include.dbt_tasks.params import VALIDATE_TASK_ID
-
         ti = context["ti"]
         chosen = ti.xcom_pull(task_ids=VALIDATE_TASK_ID) or {}
         mode = chosen.get("state_mode")

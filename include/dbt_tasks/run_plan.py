@@ -1,6 +1,7 @@
 """Which dbt nodes one run of ``greenery_daily`` builds: the trigger form's ``select`` / ``exclude``
 (``include.dbt_tasks.selection``), ``rerun_failed_of`` (``include.dbt_tasks.rerun``) and ``only``
-(``include.dbt_tasks.project_state``), worked out by ``validate_params`` before any dbt command runs.
+(``include.dbt_tasks.project_state``), worked out by ``validate_params`` (``validate_params_task``, the DAG's first
+task, which also checks the form: ``include.dbt_tasks.params``) before any dbt command runs.
 
 The answer is a set of dbt unique ids in ``validate_params``' XCom; each node task runs when its node is in it
 and ends ``skipped`` otherwise. When the set is empty (nothing failed, nothing changed, no raw table grew) the
@@ -18,9 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+from airflow.sdk import BaseHook, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from include import settings
 from include.dbt_tasks import project_state, rerun
-from include.dbt_tasks.params import PARAMS, InvalidParams, RunWindow, with_selection
+from include.dbt_tasks.params import PARAMS, InvalidParams, RunWindow, resolve_window, with_selection
 from include.dbt_tasks.selection import InvalidSelection, criteria, describe, resolve, task_nodes
+from include.dbt_tasks.steps import dbt_queue
+from include.dbt_tasks.task_ids import VALIDATE_TASK_ID
+from include.history.store import warehouse_connection
+from include.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +52,6 @@ class ThisRun:
 
     def validated(self, run_id: str) -> Mapping[str, Any] | None:
         """What ``validate_params`` handed the dbt tasks in that run (its window, full_refresh)."""
-        from include.dbt_tasks.params import VALIDATE_TASK_ID
-
         return self.ti.xcom_pull(task_ids=VALIDATE_TASK_ID, dag_id=self.dag_id, run_id=run_id)
 
     def failed_task_nodes(self, run_id: str) -> set[str]:
@@ -82,8 +90,6 @@ def _criteria(params: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def _rerun(window: RunWindow, params: Mapping[str, Any], asked: str, exclude: list[str], run: ThisRun) -> RunWindow:
-    from include.history.store import warehouse_connection
-
     connection = warehouse_connection()
     try:
         if asked == rerun.LATEST:
@@ -129,8 +135,6 @@ def _rerun(window: RunWindow, params: Mapping[str, Any], asked: str, exclude: li
 
 
 def _only(window: RunWindow, only: str, select: list[str], exclude: list[str], run: ThisRun) -> RunWindow:
-    from include.history.store import warehouse_connection
-
     connection = warehouse_connection()
     try:
         state = project_state.latest_state(connection, run.dag_id)
@@ -191,3 +195,51 @@ def plan(window: RunWindow, params: Mapping[str, Any], run: ThisRun) -> RunWindo
         select, exclude = _criteria(params)
         return _only(window, only, select, exclude, run)
     return with_selection(window, params)
+
+
+def validate_params_task() -> Any:
+    """The first task of ``greenery_daily``: fails the run with one clear sentence before any dbt command runs,
+    and hands the window to the dbt tasks (XCom)."""
+
+    # A wrong parameter does not become right on a second try. On the dbt queue: a selection runs `dbt ls`.
+    @task(task_id=VALIDATE_TASK_ID, retries=0, queue=dbt_queue())
+    def validate_params(**context: Any) -> dict[str, Any]:
+        dag_run = context["dag_run"]
+        try:
+            window = resolve_window(
+                dag_run.conf,
+                context["params"],
+                context.get("data_interval_start"),
+                context.get("data_interval_end"),
+                run_after=getattr(dag_run, "run_after", None),
+            )
+        except InvalidParams as error:
+            raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
+        except ConfigurationError as error:
+            raise AirflowFailException(f"Configuration error: {error}") from None
+        try:
+            BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
+        except AirflowNotFoundException:
+            raise AirflowFailException(
+                f"The Airflow connection {settings.WAREHOUSE_CONN_ID!r} is not defined: add it under Admin > "
+                f"Connections or set AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}."
+            ) from None
+        try:
+            this_run = ThisRun(dag_run.dag_id, dag_run.run_id, context["ti"], context.get("dag"))
+            window = plan(window, context["params"], this_run)
+        except InvalidParams as error:
+            raise AirflowFailException(f"Invalid trigger parameters: {error}") from None
+        except psycopg2.OperationalError as error:
+            # rerun_failed_of and only read the run history in the warehouse; a second try may reach it.
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RuntimeError(
+                f"rerun_failed_of and only read the earlier runs from the warehouse, which did not answer "
+                f"({first_line}): check that it runs, then clear this task."
+            ) from None
+        if window.selected == ():
+            log.info("Nothing to build: %s. Every dbt task of this run ends skipped.", window.selection_text)
+        else:
+            log.info("dbt will process %s", window.describe())
+        return window.as_xcom()
+
+    return validate_params()

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from include import settings
+from include.dbt_tasks import parsed_project
+from include.dbt_tasks.task_ids import VALIDATE_TASK_ID
 
 # Node types a selection picks for this DAG; sources only so that a source's test task knows it was chosen.
 RESOURCE_TYPES = ("model", "snapshot", "test", "source")
@@ -112,9 +114,7 @@ def resolve(
     _check_words("select", select, manifest)
     _check_words("exclude", exclude, manifest)
 
-    from dbt.cli.main import dbtRunner
-
-    from include.dbt_tasks import parsed_project
+    from dbt.cli.main import dbtRunner  # dbt loads where a selection is resolved, not where DAG files are parsed
 
     with tempfile.TemporaryDirectory(prefix="greenery-select-") as scratch:
         try:
@@ -161,8 +161,6 @@ def skip_unless_selected(context: Mapping[str, Any]) -> None:
     task's node out. Runs as usual when the run has no selection."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from include.dbt_tasks.params import VALIDATE_TASK_ID
-
     chosen = context["ti"].xcom_pull(task_ids=VALIDATE_TASK_ID) or {}
     selected = chosen.get("selected")
     nodes = task_nodes(context["task"])
@@ -176,8 +174,6 @@ def skip_when_nothing_to_build(context: Mapping[str, Any]) -> None:
     when the run builds no node at all (nothing failed in the run to rerun, nothing changed), so such a run
     does no dbt work."""
     from airflow.sdk.exceptions import AirflowSkipException
-
-    from include.dbt_tasks.params import VALIDATE_TASK_ID
 
     chosen = context["ti"].xcom_pull(task_ids=VALIDATE_TASK_ID) or {}
     if chosen.get("selected") == []:

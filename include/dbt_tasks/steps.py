@@ -24,6 +24,7 @@ from cosmos.operators.local import DbtDocsLocalOperator, DbtSourceLocalOperator,
 
 from include import settings
 from include.alerts.callbacks import on_task_failure
+from include.dbt_tasks import dbt_results
 from include.dbt_tasks.cosmos_config import (
     EXECUTION_CONFIG,
     LOCAL_EXECUTION_CONFIG,
@@ -31,7 +32,6 @@ from include.dbt_tasks.cosmos_config import (
     SNAPSHOT_POOL,
     profile_config,
     render_config,
-    uses_producer,
 )
 from include.dbt_tasks.docs import publish_docs
 from include.dbt_tasks.parsed_project import share_parse
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 OWNER = "analytics"
 # Cosmos calls this after every dbt command (also a failed one): it keeps the results in the warehouse's
 # dbt_meta schema and sends the warning alerts (stale sources, tests that ended in warn).
-RECORD_DBT_RESULTS = "include.history.store.record_dbt_artifacts"
+RECORD_DBT_RESULTS = dbt_results.CALLBACK
 # docs_generate of the daily DAG keeps a green full run's manifest for only=changed/fresher.
 RECORD_PROJECT_STATE = "include.dbt_tasks.project_state.record_project_state"
 # The daily run's freshness check prunes dbt_meta to GREENERY_HISTORY_RETENTION_DAYS, once its results are kept.
@@ -298,45 +298,3 @@ def freshness_then_snapshots(validated: BaseOperator, freshness: BaseOperator, s
         validated >> snapshots
     for root in snapshots.roots:
         root.trigger_rule = TriggerRule.ALL_SUCCESS if blocks else TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
-
-
-def one_dbt_process(
-    anchor: BaseOperator | TaskGroup, operator_args: dict[str, Any] | None = None, selectable: bool = False
-) -> BaseOperator | None:
-    """In the ``producer`` execution mode, run the dbt steps of ``anchor``'s DAG in one process, in the task
-    ``dbt_build``, and make every dbt task of the DAG follow it (``include.dbt_tasks.producer``); in the other
-    modes, nothing. ``anchor`` is the task the producer runs after (``validate_params``), or a group of the DAG.
-    ``operator_args``' ``vars`` and ``full_refresh`` are handed to dbt as in the node tasks."""
-    if not uses_producer():
-        return None
-    anchor = getattr(anchor, "operator", anchor)  # the task behind a TaskFlow call's XComArg
-    dag = anchor.dag
-    if not settings.DBT_MANIFEST_PATH.is_file():
-        # The producer maps node tasks to dbt nodes from the manifest; Cosmos' dbt ls fallback has none to share.
-        log.warning(
-            "The producer execution mode needs the dbt manifest (%s; `make manifest` writes it): %s runs each dbt "
-            "node in its own task instead, as the local mode does.",
-            settings.DBT_MANIFEST_PATH,
-            dag.dag_id,
-        )
-        return None
-    from include.dbt_tasks.producer import PRODUCER_TASK_ID, DbtProducerOperator, follow_producer
-
-    followers = follow_producer(dag.tasks, selectable)
-    args = operator_args or {}
-    producer = DbtProducerOperator(
-        task_id=PRODUCER_TASK_ID,
-        dag=dag,
-        steps=tuple({follower.step for follower in followers}),
-        dbt_vars=args.get("vars"),
-        full_refresh=args.get("full_refresh", False),
-        selectable=selectable,
-        # It runs the snapshots: it holds the one slot for all of its run, so snapshots never overlap.
-        pool=SNAPSHOT_POOL,
-        queue=dbt_queue(),
-        doc_md="All of this run's dbt commands in one dbt process; each node task shows its node's result "
-        "(include/dbt_tasks/producer.py).",
-    )
-    if isinstance(anchor, BaseOperator):
-        anchor >> producer
-    return producer

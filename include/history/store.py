@@ -1,8 +1,8 @@
 """Every dbt command's results, kept in the warehouse: the history behind the monitoring models.
 
-After each dbt command a task runs, Cosmos calls ``record_dbt_artifacts`` with the project directory it ran
-in. It reads ``target/run_results.json`` (and ``target/sources.json`` after ``dbt source freshness``), hands
-them to the alerts (``include.alerts.callbacks.notify_dbt_results``) and writes them to schema ``dbt_meta``
+After each dbt command a task runs, Cosmos calls ``include.dbt_tasks.dbt_results.record_dbt_artifacts`` with the
+project directory it ran in. It reads ``target/run_results.json`` (and ``target/sources.json`` after ``dbt source
+freshness``), hands them to the alerts and writes them here (``upload``), to schema ``dbt_meta``
 (``GREENERY_DBT_META_SCHEMA``):
 
 - ``invocations``: one row per dbt command (invocation id, DAG, run, task, try, command, start, elapsed,
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -33,7 +32,7 @@ from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from include import settings
-from include.history.artifacts import FRESHNESS_COMMAND, DbtInvocation, NodeResult, read_invocations
+from include.history.artifacts import FRESHNESS_COMMAND, DbtInvocation, NodeResult
 from include.history.schema import (
     INVOCATIONS,
     NODE_RESULTS,
@@ -231,29 +230,3 @@ def upload(
         meta_schema(),
     )
     return True
-
-
-def record_dbt_artifacts(
-    project_dir: str | Path,
-    context: Mapping[str, Any] | None = None,
-    conn_id: str = settings.WAREHOUSE_CONN_ID,
-    node_tasks: Mapping[str, str] | None = None,
-    **_: Any,
-) -> None:
-    """Cosmos ``callback`` of every dbt task: alert on the results, then keep them in ``dbt_meta``.
-
-    Cosmos calls it after each dbt command, before it decides whether the task failed, so failed runs are kept
-    too. Never raises: a callback exception would fail the task and hide dbt's own result. The producer passes
-    ``node_tasks``, the node task of each node it ran.
-    """
-    try:
-        invocations = read_invocations(Path(project_dir) / "target")
-    except Exception:
-        log.exception("Could not read the dbt artifacts in %s", project_dir)
-        return
-    if context is not None:
-        # Imported here, not at the top: the alerts import this module (their outbox lives in dbt_meta too).
-        from include.alerts.callbacks import notify_dbt_results
-
-        notify_dbt_results(context, invocations)
-    upload(invocations, context, conn_id=conn_id, node_tasks=node_tasks)

@@ -46,7 +46,7 @@ def test_smoke_run_succeeds_and_writes_every_section(smoke_run):
     assert section_errors(document) == {}
     assert document["size"]["name"] == "smoke"
     assert summary["goals"] == document["goals"]
-    assert "pairs" not in summary["sections"]["cosmos_overhead"]["modes"]["local"], "the summary kept the raw pairs"
+    assert "pairs" not in summary["sections"]["cosmos_overhead"]["modes"]["producer"], "the summary kept the raw pairs"
 
 
 def test_the_committed_summary_passes_and_a_missing_or_failed_section_does_not():
@@ -73,14 +73,18 @@ def test_the_airflow_side_ran_on_the_real_scheduler_and_was_split_into_tasks(smo
     _, out = smoke_run
     overhead = json.loads((out / "latest.json").read_text())["sections"]["cosmos_overhead"]
 
-    run = overhead["modes"]["local"]["pairs"][0]["dag"]
+    run = overhead["modes"]["producer"]["pairs"][0]["dag"]
     assert run["state"] == "success"
-    assert {t["task_id"] for t in run["tasks"]} >= {
-        "snapshots.orders_snapshot.snapshot",
-        "snapshots.products_snapshot.snapshot",
-    }
-    assert all(t["phases"]["dbt"]["nodes"] >= 1 for t in run["tasks"]), "dbt's node lines were not found in a log"
+    tasks = {t["task_id"]: t for t in run["tasks"]}
+    assert set(tasks) >= {"snapshots.orders_snapshot.snapshot", "snapshots.products_snapshot.snapshot", "dbt_build"}
+    assert tasks["dbt_build"]["phases"]["dbt"]["nodes"] >= 1, "dbt's node lines were not found in dbt_build's log"
+    assert run["node_tasks_on_workers"] == []
     assert run["memory"]["peak_task_process_rss_mb"] > 0
+    # The producer mode's own figures: each node task's lag behind dbt, the tail, the triggerer's CPU.
+    assert run["producer"]["lag_seconds"]["n"] == 4 and run["producer"]["tail_after_producer_seconds"] >= 0
+    assert run["triggerer_cpu_seconds"] > 0
+    summary = overhead["modes"]["producer"]["summary"]
+    assert summary["node_task_lag_seconds"]["max"] >= summary["node_task_lag_seconds"]["median"]
 
 
 def test_results_page_and_charts_are_written(smoke_run):

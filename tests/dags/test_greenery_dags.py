@@ -96,9 +96,11 @@ def test_daily_order_is_validate_freshness_snapshots_models_docs(daily) -> None:
     for task_id in model_ids:
         ancestors = tasks[task_id].get_flat_relative_ids(upstream=True)
         assert snapshot_ids <= ancestors, f"{task_id} does not wait for the snapshots"
-    # Every task but the producer mode's dbt_build, which runs beside the node tasks, not before them.
-    assert tasks["docs_generate"].get_flat_relative_ids(upstream=True) == set(tasks) - {"docs_generate", "dbt_build"}
-    assert tasks["docs_generate"].downstream_task_ids == set()
+    # Every task but the producer mode's dbt_build, which runs beside the node tasks, not before them, and its
+    # fail_run, which only gives the run its state.
+    producer_mode = {"dbt_build", "fail_run"}
+    assert tasks["docs_generate"].get_flat_relative_ids(upstream=True) == set(tasks) - {"docs_generate", *producer_mode}
+    assert tasks["docs_generate"].downstream_task_ids <= {"fail_run"}
 
 
 def test_every_model_of_the_dbt_project_has_its_own_task_followed_by_its_tests(daily, manifest) -> None:
@@ -148,8 +150,8 @@ def test_dbt_tasks_retry_with_back_off_and_tests_only_when_their_connection_drop
 def test_hourly_dag_runs_only_the_snapshots(hourly, manifest) -> None:
     snapshots = _names(manifest, "snapshot")
     assert snapshots
-    # Besides them, in the producer mode, the dbt_build task that runs them all in one dbt process.
-    nodes = [t for t in hourly.tasks if t.task_id != "dbt_build"]
+    # Besides them, in the producer mode, the dbt_build task that runs them all in one dbt process, and fail_run.
+    nodes = [t for t in hourly.tasks if t.task_id not in ("dbt_build", "fail_run")]
     assert all(t.task_id.startswith("snapshots.") for t in nodes)
     assert {type(t).__name__ for t in nodes if not _is_test(t)} == {"DbtSnapshotLocalOperator"}
     assert {t.task_id.split(".")[1] for t in nodes if not _is_test(t)} == snapshots
@@ -170,18 +172,27 @@ def test_every_snapshot_task_of_both_dags_shares_the_one_slot_pool(daily, hourly
 def test_freshness_does_not_block_the_build_unless_configured(daily, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from include.dbt_tasks.upstream_gate import RunGraph
+
+    # The rule each task is gated by: its trigger rule, or in the producer mode the one its trigger keeps.
+    rules = RunGraph.of(daily).rules
     roots = [daily.get_task(t) for t in daily.task_ids if t.startswith("snapshots.")]
     roots = [t for t in roots if "source_freshness" in t.upstream_task_ids]
     assert roots
     for task in roots:
-        assert task.trigger_rule == "all_done_min_one_success"
+        assert rules[task.task_id] == "all_done_min_one_success"
         assert task.upstream_task_ids >= {"validate_params", "source_freshness"}
 
     monkeypatch.setenv("GREENERY_FRESHNESS_BLOCKS", "1")
     blocking = DagBag(dag_folder=str(DAGS_DIR / "greenery_daily.py")).dags["greenery_daily"]
+    blocking_rules = RunGraph.of(blocking).rules
     for task in (blocking.get_task(t.task_id) for t in roots):
-        assert task.trigger_rule == "all_success"
+        assert blocking_rules[task.task_id] == "all_success"
         assert task.upstream_task_ids == {"source_freshness"}
+    # In the producer mode a stale source fails the run only when it stops the build.
+    if "fail_run" in daily.task_ids:
+        assert "source_freshness" not in daily.get_task("fail_run").upstream_task_ids
+        assert "source_freshness" in blocking.get_task("fail_run").upstream_task_ids
 
 
 def test_dbt_tasks_receive_the_validated_window_and_full_refresh(daily) -> None:
@@ -324,7 +335,8 @@ _STRUCTURE = (
     "out = {}\n"
     "for dag_id in ('greenery_daily', 'greenery_hourly_snapshot'):\n"
     "    dag = bag.dags[dag_id]\n"
-    "    out[dag_id] = {t.task_id: {'up': sorted(t.upstream_task_ids), 'rule': str(t.trigger_rule),\n"
+    "    out[dag_id] = {t.task_id: {'up': sorted(t.upstream_task_ids),\n"
+    "        'rule': str(getattr(t.trigger_rule, 'value', t.trigger_rule)),\n"
     "        'pool': t.pool, 'assets': t.emit_datasets if hasattr(t, 'emit_datasets') else None,\n"
     "        'from_trigger': bool(t.start_from_trigger),\n"
     "        'trigger': (t.start_trigger_args.trigger_kwargs if t.start_trigger_args else None)} for t in dag.tasks}\n"
@@ -332,8 +344,8 @@ _STRUCTURE = (
 )
 
 
-def test_producer_mode_keeps_every_node_task_and_starts_them_in_the_triggerer(dbt_manifest: Path) -> None:
-    from include.dbt_tasks.producer import PRODUCER_TASK_ID
+def test_producer_mode_keeps_every_node_task_and_starts_them_all_in_the_triggerer_at_once(dbt_manifest: Path) -> None:
+    from include.dbt_tasks.task_ids import FAIL_RUN_TASK_ID, PRODUCER_TASK_ID
 
     rendered = {}
     for mode in ("local", "producer"):
@@ -343,23 +355,40 @@ def test_producer_mode_keeps_every_node_task_and_starts_them_in_the_triggerer(db
     for dag_id, local in rendered["local"].items():
         producer = dict(rendered["producer"][dag_id])
         built = producer.pop(PRODUCER_TASK_ID)
-        # The same tasks with the same dependencies, trigger rules, pools and assets: only the producer is new.
+        fail_run = producer.pop(FAIL_RUN_TASK_ID)
+        # The same tasks with the same dependencies, pools and assets: only the producer and fail_run are new.
         assert set(producer) == set(local)
         for task_id, task in local.items():
-            same = {key: task[key] for key in ("up", "rule", "pool", "assets")}
+            same = {key: task[key] for key in ("up", "pool", "assets")}
             assert {key: producer[task_id][key] for key in same} == same, task_id
         assert built["pool"] == "dbt_snapshots"  # it runs the snapshots: they never overlap another DAG's
         node_tasks = {task_id for task_id, task in producer.items() if task_id != "validate_params"}
         assert {task_id for task_id, task in producer.items() if task["from_trigger"]} == node_tasks
         assert not any(task["from_trigger"] for task in local.values())
+        # The scheduler defers every node task at the run's start; the rule it had stays with its trigger.
+        for task_id in node_tasks:
+            assert producer[task_id]["rule"] == "always", task_id
+            assert producer[task_id]["trigger"]["rule"] == local[task_id]["rule"], task_id
+        # A failure that stops the run fails it: the last task fails when one task failed, and is skipped
+        # otherwise. A stale source alone leaves the run green, as in the local mode (the build goes on).
+        assert fail_run["rule"] == "one_failed" and not fail_run["from_trigger"]
+        assert set(fail_run["up"]) == (set(producer) | {PRODUCER_TASK_ID}) - {"source_freshness"}
     daily = rendered["producer"]["greenery_daily"]
     assert daily[PRODUCER_TASK_ID]["up"] == ["validate_params"]
+    assert daily["validate_params"]["rule"] == "all_success"
     # A model's test task waits for exactly the tests on that model; a two-model test has its own task.
     tests = daily["models.fct_orders.test"]["trigger"]["nodes"]
     assert tests and all(node.startswith("test.greenery.") and "fct_orders" in node for node in tests)
     assert not any("relationships_fct_sessions_order_id" in node for node in tests)
     assert daily["models.fct_orders.run"]["trigger"]["nodes"] == ["model.greenery.fct_orders"]
     assert daily["source_freshness"]["trigger"]["nodes"] == []  # skipped only when the run builds nothing
+
+
+def test_fail_run_alerts_nobody_and_never_retries(daily, hourly) -> None:
+    for dag in (daily, hourly):
+        fail_run = dag.get_task("fail_run")
+        assert fail_run.retries == 0 and not fail_run.on_failure_callback
+        assert fail_run.queue != "dbt"
 
 
 def _runs_dbt(task) -> bool:
@@ -390,7 +419,7 @@ def test_the_dbt_queue_is_a_setting(dbt_manifest: Path) -> None:
     code = (
         "from airflow.dag_processing.dagbag import DagBag\n"
         "bag = DagBag(dag_folder='dags/greenery_daily.py')\n"
-        "print(sorted({t.queue for t in bag.dags['greenery_daily'].tasks}))\n"
+        "print(sorted({t.queue for t in bag.dags['greenery_daily'].tasks if t.task_id != 'fail_run'}))\n"
     )
     parsed = _parse_in_subprocess(code, GREENERY_DBT_QUEUE="dbt-large")
     assert parsed.returncode == 0, parsed.stderr[-3000:]

@@ -1,52 +1,51 @@
-"""The producer execution mode's bookkeeping (include/dbt_tasks/producer.py): which dbt nodes end which node task,
-when a task's result is published, and what a node task that resumes on a worker does with it. The whole mode on
-the real scheduler and triggerer: tests/e2e/test_platform.py."""
+"""The producer execution mode's bookkeeping: which dbt nodes end which node task (include/dbt_tasks/node_tasks.py),
+when and how a task's result is published (include/dbt_tasks/publisher.py), what a node task that resumes on a worker
+does with it (include/dbt_tasks/resume.py), and what a retried producer builds (include/dbt_tasks/producer.py). How
+the node tasks end in the triggerer: tests/dags/test_follower_trigger.py; the whole mode on the real scheduler and
+triggerer: tests/e2e/test_platform.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from airflow.triggers.base import TaskSkippedEvent, TaskSuccessEvent
 
 from include import settings
-from include.dbt_tasks.follower_trigger import (
+from include.dbt_tasks.node_results import (
     FAILED,
     NOT_RUN,
-    PRODUCER_GONE,
     REPORT_FAILURE,
+    RESULTS_KEY,
     RUN_HERE,
     SUCCESS,
-    NodeResultTrigger,
-    result_key,
+    WORKER_TRY_KEY,
+    task_result,
 )
-from include.dbt_tasks.producer import (
-    BUILD,
-    FRESHNESS,
-    SNAPSHOT,
-    DbtProducerOperator,
-    NodeTask,
-    _Publisher,
-    _step_nodes,
-    node_tasks,
-    resume_node_task,
-)
+from include.dbt_tasks.node_tasks import BUILD, FRESHNESS, SNAPSHOT, NodeTask, node_tasks, step_nodes
+from include.dbt_tasks.producer import DbtProducerOperator
+from include.dbt_tasks.publisher import Publisher
+from include.dbt_tasks.resume import resume_node_task
 
 
 class RecordingTi:
-    """Keeps what the producer pushes, as Airflow's XCom would."""
+    """Keeps what the producer pushes, as Airflow's XCom would (the last value of each key)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.pushed: dict[str, Any] = {}
+        self.pushes: Counter = Counter()
+        self.delay = delay
+        self.try_number = 1
 
     def xcom_push(self, key: str, value: Any) -> None:
-        assert key not in self.pushed, f"{key} pushed twice"
-        self.pushed[key] = value
+        time.sleep(self.delay)
+        self.pushed[key] = json.loads(json.dumps(value))  # what a reader gets back: JSON
+        self.pushes[key] += 1
 
 
 @pytest.fixture(scope="module")
@@ -71,43 +70,92 @@ def test_every_model_snapshot_and_test_ends_exactly_one_node_task(daily, manifes
     assert freshness.nodes and all(node.startswith("source.greenery.greenery.") for node in freshness.nodes)
 
 
-def _publisher(*followers: NodeTask) -> tuple[_Publisher, RecordingTi]:
-    ti = RecordingTi()
+def _publisher(*followers: NodeTask, delay: float = 0.0) -> tuple[Publisher, RecordingTi]:
+    ti = RecordingTi(delay)
     names = {node: node.split(".")[2] for follower in followers for node in follower.nodes}
-    return _Publisher(ti, list(followers), names), ti
+    return Publisher(ti, list(followers), names), ti
 
 
-def test_a_task_is_published_as_soon_as_dbt_finished_all_of_its_nodes() -> None:
+def _results(ti: RecordingTi) -> dict[str, Any]:
+    return ti.pushed[RESULTS_KEY]["tasks"]
+
+
+def test_a_task_is_published_as_soon_as_dbt_finished_all_of_its_nodes_with_when(monkeypatch) -> None:
     model = NodeTask("models.fct_orders.run", frozenset({"model.greenery.fct_orders"}), BUILD)
     tests = NodeTask(
         "models.fct_orders.test", frozenset({"test.greenery.unique_fct_orders.1", "test.greenery.fresh.2"}), BUILD
     )
     publisher, ti = _publisher(model, tests)
     publisher.invocation_id = "inv-1"
-    publisher.node_finished("model.greenery.fct_orders", "success", "SELECT 10", 0, 0.5)
-    assert ti.pushed[result_key(model.task_id)]["outcome"] == SUCCESS
-    publisher.node_finished("test.greenery.unique_fct_orders.1", "pass", "", 0, 0.1)
-    assert result_key(tests.task_id) not in ti.pushed  # one of its two tests is still running
-    publisher.node_finished("test.greenery.fresh.2", "fail", "Got 3 results, configured to fail if != 0", 3, 0.2)
-    result = ti.pushed[result_key(tests.task_id)]
+    with publisher:
+        # Before any result: this try of the producer says which clear of the run it serves.
+        assert ti.pushed[RESULTS_KEY]["tasks"] == {} and ti.pushed[RESULTS_KEY]["clear_number"] == 0
+        before = time.time()
+        publisher.node_finished("model.greenery.fct_orders", "success", "SELECT 10", 0, 0.5)
+        publisher.node_finished("test.greenery.unique_fct_orders.1", "pass", "", 0, 0.1)
+        assert tests.task_id not in publisher.published()["tasks"]  # one of its two tests is still running
+        publisher.node_finished("test.greenery.fresh.2", "fail", "Got 3 results, configured to fail if != 0", 3, 0.2)
+    results = _results(ti)
+    assert results[model.task_id]["outcome"] == SUCCESS
+    assert before <= results[model.task_id]["finished_at"] <= results[tests.task_id]["finished_at"] <= time.time()
+    result = results[tests.task_id]
     assert result["outcome"] == FAILED and result["invocation_id"] == "inv-1"
     assert [node["failures"] for node in result["nodes"]] == [3, None]
     assert any("Got 3 results" in line for line in result["log"])
+    assert task_result(ti.pushed[RESULTS_KEY], tests.task_id, 0) == result
+
+
+def test_results_that_arrive_during_a_push_go_out_together_in_the_next_one() -> None:
+    followers = [NodeTask(f"models.m{i}.run", frozenset({f"model.greenery.m{i}"}), BUILD) for i in range(40)]
+    publisher, ti = _publisher(*followers, delay=0.05)
+    with publisher:
+        threads = [
+            threading.Thread(target=publisher.node_finished, args=(f"model.greenery.m{i}", "success", "", 0, 0.1))
+            for i in range(40)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert set(_results(ti)) == {f.task_id for f in followers}  # the last push has everything
+    assert ti.pushes[RESULTS_KEY] < 20  # dbt's threads never waited for one push per result
 
 
 def test_after_a_step_the_tasks_dbt_did_not_finish_are_published_as_not_run() -> None:
     ran = NodeTask("snapshots.a.snapshot", frozenset({"snapshot.greenery.a"}), SNAPSHOT)
     missed = NodeTask("snapshots.a.test", frozenset({"test.greenery.unique_a.1"}), SNAPSHOT)
     later = NodeTask("models.b.run", frozenset({"model.greenery.b"}), BUILD)
-    publisher, ti = _publisher(ran, missed, later)
+    publisher, _ = _publisher(ran, missed, later)
     publisher.node_finished("snapshot.greenery.a", "success", "", 0, 1.0)
     publisher.finish_step(SNAPSHOT)
-    assert ti.pushed[result_key(missed.task_id)]["outcome"] == NOT_RUN  # it runs its own dbt on a worker
-    assert result_key(later.task_id) not in ti.pushed  # another step's task waits for that step
+    published = publisher.published()["tasks"]
+    assert published[missed.task_id]["outcome"] == NOT_RUN  # its trigger decides from its upstream tasks
+    assert later.task_id not in published  # another step's task waits for that step
 
 
-def _context(task: Any) -> dict[str, Any]:
-    return {"task": task, "ti": None, "dag_run": None}
+def test_a_node_dbt_skipped_is_left_to_its_task_and_an_orphan_failure_to_the_producer() -> None:
+    model = NodeTask("models.a.run", frozenset({"model.greenery.a"}), BUILD)
+    publisher, _ = _publisher(model)
+    publisher.node_finished("unit_test.greenery.a.a_sums_orders", "fail", "actual differs from expected", 0, 0.1)
+    publisher.node_finished("model.greenery.a", "skipped", "", 0, 0.0)
+    assert publisher.published()["tasks"][model.task_id]["outcome"] == NOT_RUN
+    # The unit test has no task: the producer reports it itself.
+    assert publisher.orphan_failures() == ["a_sums_orders"]
+
+
+class _ResumeTi:
+    try_number = 1
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def _context(task: Any, clear_number: int = 0) -> dict[str, Any]:
+    dag_run = type("DagRun", (), {"clear_number": clear_number})()
+    return {"task": task, "ti": _ResumeTi(), "dag_run": dag_run}
 
 
 def _failure(status: str, message: str, failures: int | None = None) -> dict[str, Any]:
@@ -117,8 +165,11 @@ def _failure(status: str, message: str, failures: int | None = None) -> dict[str
 
 def test_a_failed_data_test_fails_its_task_for_good_and_a_failed_model_retries(daily) -> None:
     test_task = daily.get_task("models.fct_orders.test")
+    context = _context(test_task, clear_number=2)
     with pytest.raises(AirflowFailException, match="dbt failed x in dbt_build"):
-        resume_node_task(test_task, _context(test_task), _failure("fail", "Got 2 results", 2))
+        resume_node_task(test_task, context, _failure("fail", "Got 2 results", 2))
+    # Its next try knows a worker took this one in this clear of the run, so it does not take the result again.
+    assert context["ti"].pushed[WORKER_TRY_KEY] == {"clear_number": 2, "try_number": 1}
     # The same test whose connection dropped is retried like a model.
     dropped = "could not connect to server: Connection refused"
     with pytest.raises(AirflowException) as raised:
@@ -130,32 +181,27 @@ def test_a_failed_data_test_fails_its_task_for_good_and_a_failed_model_retries(d
     assert not isinstance(raised.value, AirflowFailException)
 
 
-def test_a_node_task_whose_producer_ended_says_so(daily) -> None:
-    task = daily.get_task("models.fct_orders.run")
-    with pytest.raises(AirflowFailException, match="dbt_build ended failed before dbt reached"):
-        resume_node_task(task, _context(task), {"action": PRODUCER_GONE, "producer_state": "failed"})
+def test_a_node_task_told_to_run_here_runs_its_own_dbt_command(daily) -> None:
+    class Task:
+        task_type = "DbtRunLocalOperator"
 
+        def execute(self, context: Any) -> str:
+            return "ran"
 
-def test_a_node_dbt_skipped_though_its_upstream_tasks_passed_is_built_by_its_own_task() -> None:
-    # dbt build skips a model whose unit test failed; Airflow sees no failed upstream task, so the task builds it.
-    model = NodeTask("models.a.run", frozenset({"model.greenery.a"}), BUILD)
-    publisher, ti = _publisher(model)
-    publisher.node_finished("unit_test.greenery.a.a_sums_orders", "fail", "actual differs from expected", 0, 0.1)
-    publisher.node_finished("model.greenery.a", "skipped", "", 0, 0.0)
-    assert ti.pushed[result_key(model.task_id)]["outcome"] == NOT_RUN
-    # The unit test has no task: the producer reports it itself.
-    assert publisher.orphan_failures() == ["a_sums_orders"]
+    context = _context(Task())
+    assert resume_node_task(daily.get_task("models.fct_orders.run"), context, {"action": RUN_HERE}) == "ran"
+    assert WORKER_TRY_KEY in context["ti"].pushed
 
 
 def test_a_retried_producer_builds_only_the_node_tasks_still_waiting(daily, manifest, monkeypatch) -> None:
     # The try before was killed after the staging layer: what ended is not built again, and a task whose upstream
-    # task failed is left to its own trigger (it resumes on a worker once that upstream passes).
+    # task failed is left to its own trigger (it runs on a worker once that upstream passes).
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     followers = node_tasks(daily.tasks, manifest)
     states = {task_id: "success" for task_id in daily.task_ids}
     states |= {task_id: "deferred" for task_id in daily.task_ids if task_id.startswith("models.fct_")}
-    states |= {"models.dim_users.run": "up_for_retry", "models.dim_users.test": None, "docs_generate": None}
+    states |= {"models.dim_users.run": "up_for_retry", "models.dim_users.test": "deferred", "docs_generate": None}
     states |= {"models.fct_orders.run": "deferred", "models.fct_orders.test": None}
     asked = {}
 
@@ -173,87 +219,12 @@ def test_a_retried_producer_builds_only_the_node_tasks_still_waiting(daily, mani
     assert not {"models.stg_greenery__orders.run", "models.dim_users.run"} & waiting  # ended, or retries alone
     # dim_users failed: its test and everything below it wait for it, not for this producer.
     assert "models.dim_users.test" not in waiting and "docs_generate" not in waiting
-    nodes = _step_nodes(None, pending)
+    nodes = step_nodes(None, pending)
     assert nodes[SNAPSHOT] == [] and "model.greenery.fct_orders" in nodes[BUILD]
     assert "model.greenery.stg_greenery__orders" not in nodes[BUILD]
     # With a selection, only the nodes both pick.
-    assert _step_nodes(["model.greenery.fct_orders"], pending) == {SNAPSHOT: [], BUILD: ["model.greenery.fct_orders"]}
-    assert _step_nodes(["snapshot.greenery.orders_snapshot", "model.greenery.a"]) == {
+    assert step_nodes(["model.greenery.fct_orders"], pending) == {SNAPSHOT: [], BUILD: ["model.greenery.fct_orders"]}
+    assert step_nodes(["snapshot.greenery.orders_snapshot", "model.greenery.a"]) == {
         SNAPSHOT: ["snapshot.greenery.orders_snapshot"],
         BUILD: ["snapshot.greenery.orders_snapshot", "model.greenery.a"],
     }
-
-
-class _FakeTi:
-    dag_id, run_id, task_id = "greenery_daily", "r", "models.fct_orders.run"
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-
-
-def _trigger_events(trigger: NodeResultTrigger, results: list[Any], states: list[str | None]) -> tuple[list, dict]:
-    """Run the trigger to its first event, its XCom reads answered from ``results`` and its producer-state reads
-    from ``states`` (the last answer repeats)."""
-    calls = Counter()
-
-    async def xcom(task_id: str, key: str) -> Any:
-        calls[key] += 1
-        if key == "return_value":
-            return {"selected": ["model.greenery.other"], "selection_text": "select=other"}
-        return results[min(calls[key], len(results)) - 1]
-
-    async def producer_state() -> str | None:
-        calls["state"] += 1
-        return states[min(calls["state"], len(states)) - 1]
-
-    trigger._xcom, trigger._producer_state = xcom, producer_state
-
-    async def first() -> list:
-        async for event in trigger.run():
-            return [event]
-        return []
-
-    return asyncio.run(first()), calls
-
-
-def _trigger(try_number: int = 1, clear_number: int | str = 0, selectable: bool = False) -> NodeResultTrigger:
-    trigger = NodeResultTrigger(
-        "dbt_build",
-        ["model.greenery.fct_orders"],
-        selectable=selectable,
-        validate_task_id="validate_params",
-        poll_seconds=0,
-        clear_number=clear_number,
-    )
-    trigger.task_instance = _FakeTi(try_number)
-    return trigger
-
-
-def test_a_node_task_ends_in_the_triggerer_on_one_read_when_its_result_is_there() -> None:
-    events, calls = _trigger_events(_trigger(), [{"outcome": SUCCESS, "clear_number": 0}], ["running"])
-    assert isinstance(events[0], TaskSuccessEvent) and calls == {result_key(_FakeTi.task_id): 1}
-
-
-def test_a_result_from_before_the_run_was_cleared_is_never_used() -> None:
-    stale = {"outcome": FAILED, "clear_number": 1, "nodes": []}
-    # The producer ran again since the clear: its new result ends the task.
-    events, _ = _trigger_events(
-        _trigger(clear_number="2"), [stale, None, {"outcome": SUCCESS, "clear_number": 2}], [None, "running"]
-    )
-    assert isinstance(events[0], TaskSuccessEvent)
-    # The producer was not cleared: its old result says nothing about this try, which runs on a worker.
-    events, _ = _trigger_events(_trigger(clear_number="2"), [stale], ["success"])
-    assert events[0].payload["action"] == RUN_HERE
-
-
-def test_a_node_task_outside_the_selection_is_skipped_and_a_retry_waits_for_the_producer() -> None:
-    events, _ = _trigger_events(_trigger(selectable=True), [None], ["running"])
-    assert isinstance(events[0], TaskSkippedEvent)
-    # A retry ignores the result it failed on and runs its node on a worker once the producer has ended.
-    failed = {"outcome": FAILED, "clear_number": 0, "nodes": []}
-    events, calls = _trigger_events(_trigger(try_number=2), [failed], ["running", "running", "success"])
-    assert events[0].payload["action"] == RUN_HERE and calls["state"] == 3
-    assert calls[result_key(_FakeTi.task_id)] == 0
-    # A producer that failed for good before it reached the node: the task says so at once.
-    events, _ = _trigger_events(_trigger(), [None], ["failed"])
-    assert events[0].payload["action"] == PRODUCER_GONE

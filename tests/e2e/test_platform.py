@@ -1,14 +1,17 @@
 """The platform ``make up`` starts, used the way a user does, with the real scheduler and triggerer (LocalExecutor,
-the default producer mode: dbt runs once per DAG run in ``dbt_build`` while every node task waits in the triggerer).
-One platform, one scenario after another, each leaving it usable for the next:
+the default producer mode: dbt runs once per DAG run in ``dbt_build`` while every node task waits in the triggerer
+from the start of the run). One platform, one scenario after another, each leaving it usable for the next:
 
-1. the daily and hourly runs the scheduler starts on its own: green, no node task on a worker, the snapshot steps of
-   the two never at the same time; the marts, docs and assets; the docs behind the login; the UI in a real browser
-   (Debian's chromium driven by Playwright; screenshots in tests/e2e/screenshots/); the alert delivery DAG;
+1. the daily and hourly runs the scheduler starts on its own: green, no node task on a worker, every node task
+   ending seconds after dbt finished its node and the run seconds after ``dbt_build``, the snapshot steps of the two
+   never at the same time; the marts, docs and assets; the docs behind the login; the UI in a real browser (Debian's
+   chromium driven by Playwright; screenshots in tests/e2e/screenshots/); the alert delivery DAG;
 2. a daily and an hourly run with the raw tables locked and the PostgreSQL cluster (warehouse and Airflow's
    metadata database) restarted under them for 10 seconds: they ride it out, no row lost or doubled;
-3. a run on bad raw data: the failing test task fails with dbt's message and alerts a local HTTP Slack server while
-   the rest of the run goes on; a clear of that task after the data is fixed runs it on a worker;
+3. a form that validate_params refuses: every node task ends skipped within seconds, none on a worker; a run on bad
+   raw data: the failing test task fails with dbt's message and alerts a local HTTP Slack server, the tasks below it
+   end skipped naming it, the rest of the run goes on and the run fails; a clear of that task with its downstream
+   after the data is fixed runs them on workers in lineage order, and the marts equal a clean build;
 4. a producer killed in the middle of its build, whose retry builds only what had not finished;
 5. a two-day backfill made with `make backfill`'s command; a killed scheduler that comes back; `make down`.
 
@@ -34,7 +37,8 @@ from typing import Any
 
 import pytest
 
-from include.dbt_tasks.producer import PRODUCER_TASK_ID
+from include.dbt_tasks.node_results import RESULTS_KEY
+from include.dbt_tasks.task_ids import FAIL_RUN_TASK_ID, PRODUCER_TASK_ID, VALIDATE_TASK_ID
 from include.local_platform.pgcluster import LOCATION_FILE
 from include.local_platform.warehouse import read_env_file
 from tests.alerts.slack_stub import SlackWebhookStub
@@ -43,7 +47,6 @@ from tests.e2e.dbt_health_checks import check_run_on_the_health_page, open_run_t
 from tests.e2e.platform_api import (
     CHROMIUM,
     DAILY,
-    FINISHED,
     HOURLY,
     POLL_SECONDS,
     SCREENSHOTS,
@@ -64,6 +67,12 @@ OUTAGE_SECONDS = 10
 PRICE_TEST_TASK = "models.greenery_products_source_test"
 BAD_PRODUCT_PRICE = -4.5
 SIMULATOR = "greenery_dev_shop_simulator"
+# The tasks of a producer-mode run that are no node task.
+NOT_NODE_TASKS = (VALIDATE_TASK_ID, PRODUCER_TASK_ID, FAIL_RUN_TASK_ID)
+# How far a node task may end after dbt finished its node, and the run after dbt_build: the issue's test bounds (the
+# benchmark reports the figures, bench/RESULTS.md).
+NODE_TASK_LAG_SECONDS = 4
+RUN_TAIL_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +92,20 @@ def api(platform: dict[str, Any]) -> AirflowApi:
     return AirflowApi(platform["url"])
 
 
+def _when(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def _node_tasks(tasks: dict[str, dict]) -> dict[str, dict]:
+    return {task_id: ti for task_id, ti in tasks.items() if task_id not in NOT_NODE_TASKS}
+
+
+def _xcom(api: AirflowApi, run_id: str, task_id: str, key: str) -> Any:
+    quoted = urllib.parse.quote(run_id, safe="")
+    entry = api.get(f"/api/v2/dags/{DAILY}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}")
+    return json.loads(entry["value"]) if isinstance(entry["value"], str) else entry["value"]
+
+
 # -- 1. the runs the scheduler starts on its own ------------------------------------------------------------------
 
 
@@ -100,13 +123,15 @@ def test_a_green_run_builds_every_node_in_one_dbt_process_and_no_node_task_reach
     green_run = green_runs[DAILY]
     tasks = api.tasks(green_run["dag_run_id"])
     assert green_run["state"] == "success", {t: ti["state"] for t, ti in tasks.items() if ti["state"] != "success"}
-    node_tasks = {task_id: ti for task_id, ti in tasks.items() if task_id not in ("validate_params", PRODUCER_TASK_ID)}
+    node_tasks = _node_tasks(tasks)
     assert len(node_tasks) > 60
     assert {ti["state"] for ti in node_tasks.values()} == {"success"}
     # A task that reached a worker went through the executor's queue first; these were ended by the triggerer.
     on_workers = sorted(task_id for task_id, ti in node_tasks.items() if ti["queued_when"] or ti["pid"])
     assert on_workers == []
     assert tasks[PRODUCER_TASK_ID]["queued_when"] and tasks[PRODUCER_TASK_ID]["try_number"] == 1
+    # fail_run, which fails the run when a task failed, was skipped by the scheduler: no worker either.
+    assert tasks[FAIL_RUN_TASK_ID]["state"] == "skipped" and not tasks[FAIL_RUN_TASK_ID]["queued_when"]
     with warehouse(platform) as connection, connection.cursor() as cursor:
         # The run history holds the producer's commands like any task's.
         cursor.execute(
@@ -114,6 +139,28 @@ def test_a_green_run_builds_every_node_in_one_dbt_process_and_no_node_task_reach
             (green_run["dag_run_id"], PRODUCER_TASK_ID),
         )
         assert [row[0] for row in cursor.fetchall()] == ["source freshness", "build", "build"]
+
+
+def test_every_node_task_ends_seconds_after_dbt_finished_its_node_and_the_run_after_dbt_build(
+    api: AirflowApi, green_runs: dict[str, dict]
+) -> None:
+    """Every node task waits in the triggerer from the start of the run and ends when dbt_build publishes its node
+    (stamped with when dbt finished it), not after the tasks upstream of it: the Grid follows dbt as it goes."""
+    green_run = green_runs[DAILY]
+    tasks = api.tasks(green_run["dag_run_id"])
+    published = _xcom(api, green_run["dag_run_id"], PRODUCER_TASK_ID, RESULTS_KEY)["tasks"]
+    node_tasks = _node_tasks(tasks)
+    assert set(published) == set(node_tasks)
+    lags = {
+        task_id: _when(node_tasks[task_id]["end_date"]).timestamp() - result["finished_at"]
+        for task_id, result in published.items()
+    }
+    assert {task_id: round(lag, 2) for task_id, lag in lags.items() if lag > NODE_TASK_LAG_SECONDS} == {}
+    # They were all deferred at the start of the run, before dbt finished anything.
+    first_result = min(result["finished_at"] for result in published.values())
+    assert max(_when(ti["start_date"]).timestamp() for ti in node_tasks.values()) < first_result
+    tail = _when(green_run["end_date"]) - _when(tasks[PRODUCER_TASK_ID]["end_date"])
+    assert tail.total_seconds() <= RUN_TAIL_SECONDS, tail
 
 
 def test_the_hourly_and_daily_snapshot_steps_started_together_never_overlap(
@@ -139,7 +186,8 @@ def test_the_hourly_and_daily_snapshot_steps_started_together_never_overlap(
     assert {name.split(".")[0] for _, _, name in on_workers} == {DAILY, HOURLY}, on_workers
     assert [(a[2], b[2]) for a, b in itertools.pairwise(on_workers) if b[0] < a[1]] == []
     hourly = api.tasks(green_runs[HOURLY]["dag_run_id"], HOURLY)
-    assert {ti["state"] for ti in hourly.values()} == {"success"}
+    assert {ti["state"] for ti in _node_tasks(hourly).values()} == {"success"}
+    assert hourly[FAIL_RUN_TASK_ID]["state"] == "skipped"
     assert [task_id for task_id, ti in hourly.items() if ti["queued_when"]] == [PRODUCER_TASK_ID]
 
 
@@ -426,48 +474,101 @@ def test_a_warehouse_restart_in_the_middle_of_the_runs_is_ridden_out_with_no_row
         conn.close()
 
 
-# -- 3. a run on bad raw data, and a clear of its failed test after the data is fixed ----------------------------
+# -- 3. a refused form; a run on bad raw data, and a clear of its failed test after the data is fixed -------------
+
+
+def test_a_form_validate_params_refuses_skips_every_node_task_within_seconds_on_no_worker(
+    api: AirflowApi, runs: dict
+) -> None:
+    run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None, "conf": {"select": "fct_order"}})
+    run = api.finished_run(run["dag_run_id"])
+    tasks = api.tasks(run["dag_run_id"])
+    assert run["state"] == "failed"
+    assert tasks[VALIDATE_TASK_ID]["state"] == "failed" and tasks[FAIL_RUN_TASK_ID]["state"] == "failed"
+    assert tasks[PRODUCER_TASK_ID]["state"] == "upstream_failed"
+    node_tasks = _node_tasks(tasks)
+    assert {ti["state"] for ti in node_tasks.values()} == {"skipped"}
+    assert [task_id for task_id, ti in node_tasks.items() if ti["queued_when"]] == []
+    refused = _when(tasks[VALIDATE_TASK_ID]["end_date"])
+    late = {
+        t: ti["end_date"] for t, ti in node_tasks.items() if _when(ti["end_date"]) - refused > dt.timedelta(seconds=10)
+    }
+    assert late == {}
+    assert "Closest: fct_orders" in api.log(run["dag_run_id"], VALIDATE_TASK_ID, 1)
+    log = api.log(run["dag_run_id"], "models.fct_orders.run", 1)
+    assert "validate_params failed: this run builds nothing. Its log says why." in log
+
+
+def _mart_fingerprint(platform: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """Row count and a hash of every row of every mart table: equal fingerprints mean the same contents."""
+    with warehouse(platform) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "select table_schema || '.' || table_name from information_schema.tables where table_type = 'BASE TABLE'"
+            " and table_schema in ('analytics_core', 'analytics_marketing', 'analytics_product') order by 1"
+        )
+        found = {}
+        for (table,) in cursor.fetchall():
+            cursor.execute(
+                f"select count(*), md5(coalesce(string_agg(r, '|' order by r), '')) from (select t::text as r from "
+                f"{table} t) rows"
+            )
+            found[table] = cursor.fetchone()
+    return found
 
 
 @pytest.fixture(scope="module")
-def bad_price_run(api: AirflowApi, runs: dict, platform: dict[str, Any]) -> dict:
-    """A daily run after one product's price was made negative. The dev shop simulator is paused until the data is
-    fixed: it would price new orders at the broken price, and they would stay wrong after the fix."""
+def bad_price_run(api: AirflowApi, runs: dict, platform: dict[str, Any]) -> Iterator[dict]:
+    """A daily run after one product's price was made negative. The dev shop simulator is paused until the marts
+    were compared with a clean build: it would price new orders at the broken price, and its new rows would make
+    the clean build differ."""
     api.patch(f"/api/v2/dags/{SIMULATOR}", {"is_paused": True})
     with warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute("select product_id, price from raw.products order by product_id limit 1")
         product_id, price = cursor.fetchone()
         cursor.execute("update raw.products set price = %s where product_id = %s", (BAD_PRODUCT_PRICE, product_id))
     run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
-    return {**api.finished_run(run["dag_run_id"]), "fix": (price, product_id)}
+    try:
+        yield {**api.finished_run(run["dag_run_id"]), "fix": (price, product_id)}
+    finally:
+        api.patch(f"/api/v2/dags/{SIMULATOR}", {"is_paused": False})
 
 
-def test_a_failing_test_fails_its_task_with_dbts_message_alerts_and_stops_only_what_reads_it(
+def test_a_failing_test_fails_its_task_with_dbts_message_alerts_and_skips_what_reads_it_naming_it(
     api: AirflowApi, bad_price_run: dict, slack: SlackWebhookStub
 ) -> None:
     run_id = bad_price_run["dag_run_id"]
     tasks = api.tasks(run_id)
+    # The run fails: fail_run gives it the state the skipped tasks below the failure cannot.
     assert bad_price_run["state"] == "failed"
     failed = sorted(task_id for task_id, ti in tasks.items() if ti["state"] == "failed")
-    assert failed == [PRICE_TEST_TASK]
+    assert failed == [FAIL_RUN_TASK_ID, PRICE_TEST_TASK]
     assert tasks[PRICE_TEST_TASK]["try_number"] == 1  # a data failure is never retried
-    assert tasks["models.stg_greenery__products.run"]["state"] == "upstream_failed"
-    assert tasks["models.stg_greenery__users.run"]["state"] == "success"
-    assert tasks[PRODUCER_TASK_ID]["state"] == "success"
     log = api.log(run_id, PRICE_TEST_TASK, 1)
     assert "source_not_negative_greenery_products_price" in log and "failing row" in log
+    assert "Running this task's dbt command here" not in log  # it reported dbt_build's result, ran no dbt
     alerts = [text for text in slack.delivered if "source_not_negative_greenery_products_price" in text]
     assert alerts, slack.delivered
-    assert PRICE_TEST_TASK in alerts[0]
+    assert PRICE_TEST_TASK in alerts[0] and not any(FAIL_RUN_TASK_ID in text for text in slack.delivered)
+    # What reads the bad table ends skipped, its log naming the failure; nothing else is stopped.
+    below = {task_id for task_id, ti in tasks.items() if ti["state"] == "skipped"}
+    assert {"models.stg_greenery__products.run", "models.dim_products.run", "docs_generate"} <= below
+    skipped_log = api.log(run_id, "models.stg_greenery__products.run", 1)
+    assert f"Not built: upstream task {PRICE_TEST_TASK} failed (dbt: source_not_negative_greenery_products_price)" in (
+        skipped_log
+    )
+    assert tasks["models.stg_greenery__users.run"]["state"] == "success"
+    assert tasks[PRODUCER_TASK_ID]["state"] == "success"
+    assert {ti["state"] for ti in tasks.values()} == {"success", "skipped", "failed"}
+    # No node ran dbt on a worker: only the failed test's task went to one, to report the failure and alert.
+    assert [task_id for task_id, ti in _node_tasks(tasks).items() if ti["queued_when"]] == [PRICE_TEST_TASK]
 
 
-def test_clearing_the_failed_test_after_fixing_the_data_runs_it_and_its_downstream_on_a_worker(
+def test_clearing_the_failed_test_with_its_downstream_after_fixing_the_data_rebuilds_in_lineage_order(
     api: AirflowApi, bad_price_run: dict, platform: dict[str, Any]
 ) -> None:
     run_id = bad_price_run["dag_run_id"]
     with warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute("update raw.products set price = %s where product_id = %s", bad_price_run["fix"])
-    api.patch(f"/api/v2/dags/{SIMULATOR}", {"is_paused": False})
     api.post(
         f"/api/v2/dags/{DAILY}/clearTaskInstances",
         {
@@ -489,7 +590,28 @@ def test_clearing_the_failed_test_after_fixing_the_data_runs_it_and_its_downstre
     # On the parse dbt_build kept on this machine: the run's window does not make dbt parse the project again.
     assert "dbt project loaded (nothing had changed since its last parse on this machine)" in log
     assert tasks["models.stg_greenery__products.run"]["state"] == "success"
-    assert {ti["state"] for ti in tasks.values()} <= FINISHED
+    assert tasks[FAIL_RUN_TASK_ID]["state"] == "skipped"
+    # In lineage order: a cleared task went to a worker only once the cleared tasks upstream of it had ended.
+    rebuilt = {task_id: ti for task_id, ti in _node_tasks(tasks).items() if ti["try_number"] == 2}
+    assert {PRICE_TEST_TASK, "models.stg_greenery__products.run", "models.dim_products.run"} <= set(rebuilt)
+    graph = {task["task_id"]: task for task in api.get(f"/api/v2/dags/{DAILY}/tasks")["tasks"]}
+    out_of_order = [
+        (above, task_id)
+        for task_id, ti in rebuilt.items()
+        for above in rebuilt
+        if task_id in graph[above]["downstream_task_ids"]
+        and _when(ti["queued_when"]) < _when(rebuilt[above]["end_date"])
+    ]
+    assert out_of_order == []
+    # The marts equal what a clean build of the same day makes.
+    after_clear = _mart_fingerprint(platform)
+    window = _xcom(api, run_id, VALIDATE_TASK_ID, "return_value")
+    day = window["start_date"][:10]
+    clean = api.post(
+        f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None, "conf": {"start_date": day, "end_date": day}}
+    )
+    assert api.finished_run(clean["dag_run_id"])["state"] == "success"
+    assert _mart_fingerprint(platform) == after_clear
 
 
 # -- 4. a producer killed in the middle of its build -------------------------------------------------------------
@@ -516,7 +638,7 @@ def test_a_killed_producer_is_retried_and_builds_only_what_had_not_finished(
     assert killed_run["state"] == "success", {t: ti["state"] for t, ti in tasks.items() if ti["state"] != "success"}
     assert tasks[PRODUCER_TASK_ID]["try_number"] == 2
     # No node task noticed: each waited in the triggerer for its result, from either try of the producer.
-    node_tasks = {task_id: ti for task_id, ti in tasks.items() if task_id not in ("validate_params", PRODUCER_TASK_ID)}
+    node_tasks = _node_tasks(tasks)
     assert [task_id for task_id, ti in node_tasks.items() if ti["try_number"] != 1 or ti["queued_when"]] == []
     with warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute(

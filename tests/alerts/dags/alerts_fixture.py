@@ -37,7 +37,7 @@ DBT_ARGS = {
     "invocation_mode": InvocationMode.DBT_RUNNER,
     "install_deps": False,
     "emit_datasets": False,
-    "callback": "include.history.store.record_dbt_artifacts",
+    "callback": "include.dbt_tasks.dbt_results.record_dbt_artifacts",
 }
 
 with DAG(
