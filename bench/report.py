@@ -423,6 +423,19 @@ def _producer_against_dbt(body: dict[str, Any]) -> list[str]:
     ]
 
 
+def _longest_chain(s: dict[str, Any]) -> dict[str, Any]:
+    """The waits and the time on workers of the chain of tasks that decided a run's end. In the producer mode the
+    node tasks follow dbt live, from the start of the run, so that chain is ``validate_params`` → ``dbt_build`` →
+    the run's end (its step by step phases), not the lineage of the node tasks."""
+    phases = s.get("run_phases_seconds")
+    if not phases:
+        return s.get("critical_path") or {}
+    return {
+        "wait_seconds": phases["to_first_task"] + phases["to_producer_start"] + phases["tail"],
+        "run_seconds_on_workers": phases["validate_params"] + phases["dbt_commands"] + phases["producer_around_dbt"],
+    }
+
+
 def _celery_against_local(modes: dict[str, Any]) -> list[str]:
     """Each ``-celery`` mode beside its LocalExecutor twin: the ratio, and where the difference goes."""
     rows = []
@@ -431,7 +444,7 @@ def _celery_against_local(modes: dict[str, Any]) -> list[str]:
         if not mode.endswith("-celery") or twin not in modes:
             continue
         local = modes[twin]
-        paths = [local.get("critical_path") or {}, celery.get("critical_path") or {}]
+        paths = [_longest_chain(local), _longest_chain(celery)]
         queued = [s["per_task_phase_medians_seconds"].get("queued_seconds") for s in (local, celery)]
         to_dbt = [s["per_task_phase_medians_seconds"].get("to_dbt_start_seconds") for s in (local, celery)]
         rows.append(
@@ -458,8 +471,9 @@ def _celery_against_local(modes: dict[str, Any]) -> list[str]:
         "medians. Where the difference goes: the waits between the tasks of the run's longest chain (the scheduler "
         "queueing a task, the broker's latency, a worker taking it) and its tasks' time on workers (the worker "
         "starting the task process, which on Celery imports dbt itself, where LocalExecutor's preloading executor "
-        "forks it with dbt loaded). Per dbt task (local mode): *queued → started* is the broker and the worker's "
-        "pick-up, *start → dbt called* the task process's start-up.",
+        "forks it with dbt loaded); in the producer mode, whose node tasks follow dbt live, that chain is "
+        "`validate_params`, `dbt_build` and the run's end after it. Per dbt task (local mode): *queued → started* is "
+        "the broker and the worker's pick-up, *start → dbt called* the task process's start-up.",
         "",
         *_table(header, rows),
     ]

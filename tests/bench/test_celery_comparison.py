@@ -44,3 +44,22 @@ def test_the_celery_run_is_reported_against_the_same_mode_on_local_executor() ->
     table = report._celery_against_local({mode: body["summary"] for mode, body in modes.items()})
     (row,) = [line for line in table if line.startswith("| PRODUCER |")]
     assert "| 50.0 s | 60.0 s | 1.20× | 8.0 s → 12.0 s | 25.0 s → 30.0 s | 0.40 s → 0.90 s |" in row
+
+
+def test_a_producer_mode_chain_is_its_steps_around_dbt_build_not_the_node_tasks_lineage() -> None:
+    # Node tasks that follow dbt live start with the run, long before their upstream tasks end: the lineage's
+    # "waits" would come out negative. The chain that decides the run is validate_params → dbt_build → the end.
+    phases = {
+        "to_first_task": 1.0,
+        "validate_params": 0.5,
+        "to_producer_start": 0.5,
+        "dbt_commands": 6.0,
+        "producer_around_dbt": 4.0,
+        "tail": 2.0,
+    }
+    local = {**_mode(14.0, 0.4, None, -140.0), "run_phases_seconds": phases}
+    celery = {**_mode(16.0, 0.9, None, -150.0), "run_phases_seconds": {**phases, "to_producer_start": 2.5}}
+
+    table = report._celery_against_local({"producer": local, "producer-celery": celery})
+    (row,) = [line for line in table if line.startswith("| PRODUCER |")]
+    assert "| 14.0 s | 16.0 s | 1.14× | 3.5 s → 5.5 s | 10.5 s → 10.5 s |" in row
