@@ -6,7 +6,9 @@ there (``TaskSuccessEvent`` / ``TaskSkippedEvent``), so a green run takes no wor
 resumes on one (``include.dbt_tasks.resume``): a node dbt failed (its log shows dbt's message, the alert goes out,
 a model retries) and a node that has to run on its own.
 
-Where no result of the producer applies — a retry, a task cleared without the producer, a node dbt did not run —
+Where no result of the producer applies — a retry, a task cleared without the producer (a result is a try's only
+when the producer's try started after it was made: ``include.dbt_tasks.node_results.of_this_try``), a node dbt did
+not run —
 the task waits for its upstream tasks as the scheduler would have under the rule it was rendered with
 (``include.dbt_tasks.upstream_gate``): it runs its node alone on a worker once they let it, and ends skipped,
 naming the failed upstream task, when a failure stops it. A refused trigger form or a producer that failed for good
@@ -31,11 +33,10 @@ from include.dbt_tasks.node_results import (
     RUN_HERE,
     SKIPPED,
     SUCCESS,
-    WORKER_TRY_KEY,
-    count,
     left_out,
-    of_this_clear,
+    of_this_try,
     task_result,
+    try_made_at,
 )
 from include.dbt_tasks.task_ids import PRODUCER_TASK_ID, VALIDATE_TASK_ID
 from include.dbt_tasks.upstream_gate import FAILURES, FINISHED, RUN, UPSTREAM_FAILED, WAIT, RunGraph
@@ -106,45 +107,36 @@ def decide(
     task_id: str,
     nodes: list[str],
     selectable: bool,
-    clear_number: int,
-    retry: bool,
+    made_at: float,
     snapshot: run_watch.Snapshot,
 ) -> Decision | None:
-    """How the node task ``task_id`` ends now, or None to wait for the next snapshot. ``retry``: a worker already
-    took a try of it since the run was last cleared (its ``WORKER_TRY_KEY``), so no result of the producer is
-    this try's."""
+    """How this try of the node task ``task_id``, made at ``made_at``, ends now, or None to wait for the next
+    snapshot."""
     states = snapshot.states
     if VALIDATE_TASK_ID in states:
         form = _form(task_id, nodes, selectable, snapshot)
         if form is not None:
             return None if form.action == WAIT else form
     producer = states.get(PRODUCER_TASK_ID)
-    producer_done = producer in FINISHED
-    note = ""
-    if not retry:
-        result = task_result(snapshot.published, task_id, clear_number)
-        if result is not None:
-            outcome, lines = result["outcome"], list(result.get("log") or [])
-            if outcome == SUCCESS:
-                return Decision(SUCCESS, "", lines)
-            if outcome == SKIPPED:
-                return _skip(result.get("why") or "dbt skipped it.", lines)
-            if outcome == FAILED:
-                return Decision(REPORT_FAILURE, "", lines, result)
-            note = result.get("why") or f"dbt did not run it in {PRODUCER_TASK_ID}"  # NOT_RUN: the gate decides
-        elif not producer_done:
-            return None  # the producer has not reached this task yet
-        elif producer != "success" and (snapshot.published is None or of_this_clear(snapshot.published, clear_number)):
-            return _skip(
-                f"{PRODUCER_TASK_ID} ended {producer} before dbt reached this task's nodes: see its log. Clear "
-                f"{PRODUCER_TASK_ID} with its downstream to build them."
-            )
-        else:
-            note = f"{PRODUCER_TASK_ID} did not build it in this clear of the run"
-    elif not producer_done:
-        return None  # a retry runs its node on its own once the producer has ended, as it always did
+    result = task_result(snapshot.published, task_id, made_at)
+    if result is not None:
+        outcome, lines = result["outcome"], list(result.get("log") or [])
+        if outcome == SUCCESS:
+            return Decision(SUCCESS, "", lines)
+        if outcome == SKIPPED:
+            return _skip(result.get("why") or "dbt skipped it.", lines)
+        if outcome == FAILED:
+            return Decision(REPORT_FAILURE, "", lines, result)
+        note = result.get("why") or f"dbt did not run it in {PRODUCER_TASK_ID}"  # NOT_RUN: the gate decides
+    elif producer not in FINISHED:
+        return None  # the producer has not reached this task yet, or runs again for it
+    elif producer != "success" and (snapshot.published is None or of_this_try(snapshot.published, made_at)):
+        return _skip(
+            f"{PRODUCER_TASK_ID} ended {producer} before dbt reached this task's nodes: see its log. Clear "
+            f"{PRODUCER_TASK_ID} with its downstream to build them."
+        )
     else:
-        note = "a retry runs its node on its own"
+        note = f"{PRODUCER_TASK_ID} ran before this try of the task (a retry, or a clear without it)"
     return _gate(task_id, snapshot, note)
 
 
@@ -152,38 +144,24 @@ class NodeResultTrigger(BaseTrigger):
     """Waits for what ends one node task (module docstring).
 
     ``nodes``: the task's dbt unique ids; ``selectable``: the run's selection (``validate_params``) may leave it out;
-    ``rule``: the trigger rule the task was rendered with (``upstream_gate``); ``clear_number``: the DAG run's (a
-    template, rendered when the trigger starts): a result the producer published before the run was last cleared is
-    not this try's.
+    ``rule``: the trigger rule the task was rendered with (``upstream_gate``).
     """
 
-    template_fields = ("clear_number",)
-
-    def __init__(
-        self, nodes: list[str], selectable: bool = False, rule: str = "all_success", clear_number: int | str = 0
-    ) -> None:
+    def __init__(self, nodes: list[str], selectable: bool = False, rule: str = "all_success") -> None:
         super().__init__()
         self.nodes = list(nodes)
         self.selectable = selectable
         self.rule = rule
-        self.clear_number = clear_number
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"nodes": self.nodes, "selectable": self.selectable, "rule": self.rule, "clear_number": self.clear_number},
+            {"nodes": self.nodes, "selectable": self.selectable, "rule": self.rule},
         )
 
     def _graph(self) -> RunGraph | None:
         dag = getattr(getattr(self.task_instance, "task", None), "dag", None)
         return RunGraph.of(dag) if dag is not None else None
-
-    async def _retry(self, reader: run_watch.Reader) -> bool:
-        ti = self.task_instance
-        if (ti.try_number or 1) <= 1:
-            return False
-        worker_try = await reader.xcom(ti.dag_id, ti.run_id, ti.task_id, WORKER_TRY_KEY)
-        return isinstance(worker_try, dict) and count(worker_try.get("clear_number")) >= count(self.clear_number)
 
     def _event(self, decision: Decision) -> TriggerEvent:
         for line in decision.lines:
@@ -201,11 +179,7 @@ class NodeResultTrigger(BaseTrigger):
     async def run(self, reader: run_watch.Reader | None = None) -> AsyncIterator[TriggerEvent]:
         ti = self.task_instance
         reader = reader or run_watch.TaskSdkReader()
-        retry = await self._retry(reader)
-        if retry:
-            self.log.info(
-                "Try %s of this task: it runs its node on its own once its upstream tasks allow.", ti.try_number
-            )
+        made_at = try_made_at(ti.id)
         watch = run_watch.subscribe(ti.dag_id, ti.run_id, reader=reader)
         if watch.graph is None:  # the first trigger of the run hands over the DAG the triggerer gave it
             watch.graph = self._graph()
@@ -214,7 +188,7 @@ class NodeResultTrigger(BaseTrigger):
             while True:
                 snapshot = await watch.next(version)
                 version = snapshot.version
-                decision = decide(ti.task_id, self.nodes, self.selectable, count(self.clear_number), retry, snapshot)
+                decision = decide(ti.task_id, self.nodes, self.selectable, made_at, snapshot)
                 if decision is not None:
                     yield self._event(decision)
                     return

@@ -132,7 +132,7 @@ class DbtProducerOperator(BaseOperator):
             pending = self._unfinished(ti, pending)
             steps = tuple(step for step in self.steps if any(f.step == step for f in pending))
             nodes = step_nodes(selected, pending)
-            log.info("Try %s: building what has not ended: %s", ti.try_number, [f.task_id for f in pending])
+            log.info("Try %s: building what had not finished: %s", ti.try_number, [f.task_id for f in pending])
             if not pending:
                 log.info("Every node task of this run has ended: nothing is left to build (clear them to rebuild).")
                 return []

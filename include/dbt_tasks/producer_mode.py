@@ -65,7 +65,6 @@ def follow_producer(
                 "nodes": sorted(follower.nodes) if by_node else [],
                 "selectable": selectable and by_node,
                 RULE_KWARG: rule,
-                "clear_number": "{{ dag_run.clear_number }}",
             },
             next_method="resume_node_task",
             next_kwargs=None,

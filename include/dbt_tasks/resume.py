@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.alerts.callbacks import notify_dbt_results
-from include.dbt_tasks.node_results import REPORT_FAILURE, RUN_HERE, WORKER_TRY_KEY, count
+from include.dbt_tasks.node_results import REPORT_FAILURE, RUN_HERE
 from include.dbt_tasks.retries import is_dropped_connection
 from include.dbt_tasks.task_ids import PRODUCER_TASK_ID
 from include.history.artifacts import DbtInvocation, NodeResult
@@ -49,21 +49,10 @@ def failure_invocation(result: Mapping[str, Any]) -> DbtInvocation:
     )
 
 
-def _mark_worker_try(context: Mapping[str, Any]) -> None:
-    """Tell this task's next try that a worker took this one, so it does not take the producer's result again
-    (a deferred task keeps its XComs from one try to the next)."""
-    ti, dag_run = context.get("ti"), context.get("dag_run")
-    if ti is None:
-        return
-    clear_number = count(getattr(dag_run, "clear_number", 0))
-    ti.xcom_push(key=WORKER_TRY_KEY, value={"clear_number": clear_number, "try_number": ti.try_number})
-
-
 def resume_node_task(task: Any, context: Mapping[str, Any], event: Mapping[str, Any]) -> Any:
     """The ``next_method`` of a node task's start trigger. ``task`` is the task as the DAG file defined it; the one
     that runs is the context's, with its templates rendered."""
     task = context.get("task") or task
-    _mark_worker_try(context)
     action = event.get("action")
     if action == RUN_HERE:
         log.info("Running this task's dbt command here, on its own%s.", f": {event['why']}" if event.get("why") else "")

@@ -6,6 +6,7 @@ scheduler and triggerer: tests/e2e/test_platform.py."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -22,8 +23,8 @@ from include.dbt_tasks.node_results import (
     RUN_HERE,
     SKIPPED,
     SUCCESS,
-    WORKER_TRY_KEY,
     document,
+    try_made_at,
 )
 from include.dbt_tasks.upstream_gate import RunGraph
 
@@ -46,8 +47,12 @@ def all_deferred(daily) -> dict[str, str | None]:
     return states | {"validate_params": "success", "dbt_build": "running", "fail_run": None}
 
 
-def _published(clear_number: int = 0, **results: dict[str, Any]) -> dict[str, Any]:
-    published = document(clear_number, 1, 0.0)
+# When the run's node task tries were made, and when the producer's try started (seconds since the epoch).
+RUN_MADE, PRODUCER_STARTED = 1_000.0, 1_002.0
+
+
+def _published(started_at: float = PRODUCER_STARTED, **results: dict[str, Any]) -> dict[str, Any]:
+    published = document(0, 1, started_at)
     published["tasks"] = results
     return published
 
@@ -61,8 +66,8 @@ def _snapshot(graph: RunGraph, states: dict, published: dict | None = None, plan
     return run_watch.Snapshot(0, states, published, plan, 0.0, graph)
 
 
-def _decide(task_id: str, snapshot, retry: bool = False, clear_number: int = 0, nodes=("model.greenery.x",)):
-    return decide(task_id, list(nodes), True, clear_number, retry, snapshot)
+def _decide(task_id: str, snapshot, made_at: float = RUN_MADE, nodes=("model.greenery.x",)):
+    return decide(task_id, list(nodes), True, made_at, snapshot)
 
 
 def test_a_task_ends_as_soon_as_the_producer_published_its_result(graph, all_deferred) -> None:
@@ -133,30 +138,42 @@ def test_a_producer_that_failed_for_good_skips_what_it_did_not_reach(graph, all_
 
 
 def test_a_result_from_before_the_run_was_cleared_is_never_used(graph, all_deferred, daily) -> None:
-    stale = _published(0, **{ORDERS: _result(FAILED)})
+    cleared_at = PRODUCER_STARTED + 60  # the run is cleared a minute after its producer started
+    stale = _published(**{ORDERS: _result(FAILED)})
     # The producer runs again for this clear: the task waits for its new result, then takes it.
-    assert _decide(ORDERS, _snapshot(graph, all_deferred, stale), clear_number=1) is None
-    fresh = _published(1, **{ORDERS: _result(SUCCESS)})
-    assert _decide(ORDERS, _snapshot(graph, all_deferred, fresh), clear_number=1).action == SUCCESS
-    # Cleared without the producer: it waits for its upstream tasks in this clear, then runs on a worker.
+    assert _decide(ORDERS, _snapshot(graph, all_deferred, stale), made_at=cleared_at) is None
+    fresh = _published(cleared_at + 1, **{ORDERS: _result(SUCCESS)})
+    assert _decide(ORDERS, _snapshot(graph, all_deferred, fresh), made_at=cleared_at).action == SUCCESS
+    # Cleared without the producer: it waits for its upstream tasks in this clear, then runs on a worker, although
+    # the producer's result for it (from before the clear) was a pass.
+    stale = _published(**{ORDERS: _result(SUCCESS)})
     upstream = daily.get_task(ORDERS).get_flat_relative_ids(upstream=True)
     states = all_deferred | {"dbt_build": "success"} | {task_id: "success" for task_id in upstream}
     states[sorted(daily.get_task(ORDERS).upstream_task_ids)[0]] = "deferred"
-    assert _decide(ORDERS, _snapshot(graph, states, stale), clear_number=1) is None
+    assert _decide(ORDERS, _snapshot(graph, states, stale), made_at=cleared_at) is None
     states |= {task_id: "success" for task_id in upstream}
-    assert _decide(ORDERS, _snapshot(graph, states, stale), clear_number=1).action == RUN_HERE
+    decision = _decide(ORDERS, _snapshot(graph, states, stale), made_at=cleared_at)
+    assert decision.action == RUN_HERE and "ran before this try of the task" in decision.why
     # A producer that failed in an earlier clear does not skip what was cleared since.
     states["dbt_build"] = "failed"
-    assert _decide(ORDERS, _snapshot(graph, states, stale), clear_number=1).action == RUN_HERE
+    assert _decide(ORDERS, _snapshot(graph, states, stale), made_at=cleared_at).action == RUN_HERE
+
+
+def test_a_try_is_dated_by_its_uuid7_id() -> None:
+    made = uuid.UUID(int=(1_765_000_000_123 << 80) | (0x7 << 76) | (0x2 << 62) | 42)
+    assert made.version == 7
+    assert try_made_at(made) == try_made_at(str(made)) == 1_765_000_000.123
+    assert try_made_at(uuid.uuid4()) == 0.0 and try_made_at("not an id") == 0.0 and try_made_at(None) == 0.0
 
 
 def test_a_retry_ignores_the_result_it_failed_on_and_follows_its_upstream_tasks(graph, all_deferred, daily) -> None:
     published = _published(**{STAGING: _result(FAILED)})
+    retried_at = PRODUCER_STARTED + 30  # Airflow makes the retry's try when the first one failed
     # It runs on its own once the producer has ended (as before), and its upstream tasks let it.
-    assert _decide(STAGING, _snapshot(graph, all_deferred, published), retry=True) is None
+    assert _decide(STAGING, _snapshot(graph, all_deferred, published), made_at=retried_at) is None
     states = all_deferred | {"dbt_build": "success", SOURCE_TEST: "success"}
     states |= {task_id: "success" for task_id in daily.get_task(STAGING).get_flat_relative_ids(upstream=True)}
-    assert _decide(STAGING, _snapshot(graph, states, published), retry=True).action == RUN_HERE
+    assert _decide(STAGING, _snapshot(graph, states, published), made_at=retried_at).action == RUN_HERE
 
 
 def test_a_stale_source_does_not_stop_the_snapshots_and_a_skipped_selection_does_not_stop_what_follows(
@@ -191,17 +208,21 @@ class FakeRun:
         return self.xcoms.get((task_id, key))
 
 
+def _uuid7(at: float) -> uuid.UUID:
+    """An id as Airflow gives a try of a task: a UUID7 made at ``at`` (seconds since the epoch)."""
+    return uuid.UUID(int=(round(at * 1000) << 80) | (0x7 << 76) | (0x2 << 62))
+
+
 class _Ti:
     dag_id, run_id = "greenery_daily", "manual__1"
 
-    def __init__(self, task_id: str, task: Any, try_number: int = 1) -> None:
-        self.task_id, self.task, self.try_number = task_id, task, try_number
+    def __init__(self, task_id: str, task: Any, try_number: int = 1, made_at: float = RUN_MADE) -> None:
+        self.task_id, self.task, self.try_number, self.id = task_id, task, try_number, _uuid7(made_at)
 
 
-def _trigger(daily, task_id: str, try_number: int = 1, clear_number: int | str = 0) -> NodeResultTrigger:
-    kwargs = daily.get_task(task_id).start_trigger_args.trigger_kwargs
-    trigger = NodeResultTrigger(**{**kwargs, "clear_number": clear_number})
-    trigger.task_instance = _Ti(task_id, daily.get_task(task_id), try_number)
+def _trigger(daily, task_id: str, try_number: int = 1, made_at: float = RUN_MADE) -> NodeResultTrigger:
+    trigger = NodeResultTrigger(**daily.get_task(task_id).start_trigger_args.trigger_kwargs)
+    trigger.task_instance = _Ti(task_id, daily.get_task(task_id), try_number, made_at)
     return trigger
 
 
@@ -225,7 +246,7 @@ def test_the_triggers_of_a_run_share_one_read_of_it_per_poll(daily, all_deferred
     async def scenario() -> list[Any]:
         waiting = [asyncio.ensure_future(_first_event(_trigger(daily, task_id), run)) for task_id in followers]
         await asyncio.sleep(0.2)  # everyone waits: the producer has published nothing
-        published = document(0, 1, 0.0)
+        published = document(0, 1, PRODUCER_STARTED)
         published["tasks"] = {task_id: _result(SUCCESS) for task_id in followers}
         run.xcoms[("dbt_build", RESULTS_KEY)] = published
         return await asyncio.wait_for(asyncio.gather(*waiting), timeout=10)
@@ -239,17 +260,21 @@ def test_the_triggers_of_a_run_share_one_read_of_it_per_poll(daily, all_deferred
     assert run_watch._WATCHES == {}  # the last trigger to leave stopped the watch
 
 
-def test_a_retry_knows_a_worker_took_its_last_try_in_this_clear(daily, all_deferred, quick_polls) -> None:
+def test_a_retried_or_cleared_try_takes_only_what_a_later_try_of_the_producer_published(
+    daily, all_deferred, quick_polls
+) -> None:
     states = all_deferred | {"dbt_build": "success"}
     states |= {task_id: "success" for task_id in daily.get_task(STAGING).get_flat_relative_ids(upstream=True)}
-    published = _published(**{STAGING: _result(FAILED)})
-    xcoms = {("dbt_build", RESULTS_KEY): published, (STAGING, WORKER_TRY_KEY): {"clear_number": 0, "try_number": 1}}
-    event = asyncio.run(_first_event(_trigger(daily, STAGING, try_number=2), FakeRun(states, xcoms)))
+    xcoms = {("dbt_build", RESULTS_KEY): _published(**{STAGING: _result(FAILED)})}
+    retry = _trigger(daily, STAGING, try_number=2, made_at=PRODUCER_STARTED + 30)
+    event = asyncio.run(_first_event(retry, FakeRun(states, xcoms)))
     assert event.payload["action"] == RUN_HERE
-    # The first try after a clear (the worker's mark is from an earlier clear) takes the producer's new result.
-    fresh = _published(1, **{STAGING: _result(SKIPPED, why="Not in this run's selection.")})
+    # The run cleared with dbt_build: this try takes what the producer's new try published.
+    cleared_at = PRODUCER_STARTED + 60
+    fresh = _published(cleared_at + 2, **{STAGING: _result(SKIPPED, why="Not in this run's selection.")})
     xcoms |= {("dbt_build", RESULTS_KEY): fresh}
-    event = asyncio.run(_first_event(_trigger(daily, STAGING, try_number=2, clear_number="1"), FakeRun(states, xcoms)))
+    cleared = _trigger(daily, STAGING, try_number=3, made_at=cleared_at)
+    event = asyncio.run(_first_event(cleared, FakeRun(states, xcoms)))
     assert isinstance(event, TaskSkippedEvent)
 
 
@@ -268,12 +293,11 @@ def test_the_trigger_survives_a_read_that_fails(daily, all_deferred, quick_polls
 
 
 def test_the_trigger_serialises_what_it_needs(daily) -> None:
-    trigger = _trigger(daily, ORDERS, clear_number="{{ dag_run.clear_number }}")
+    trigger = _trigger(daily, ORDERS)
     path, kwargs = trigger.serialize()
     assert path == "include.dbt_tasks.follower_trigger.NodeResultTrigger"
     assert kwargs == {
         "nodes": ["model.greenery.fct_orders"],
         "selectable": True,
         "rule": "none_failed",
-        "clear_number": "{{ dag_run.clear_number }}",
     }

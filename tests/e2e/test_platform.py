@@ -517,20 +517,17 @@ def _mart_fingerprint(platform: dict[str, Any]) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def bad_price_run(api: AirflowApi, runs: dict, platform: dict[str, Any]) -> Iterator[dict]:
-    """A daily run after one product's price was made negative. The dev shop simulator is paused until the marts
-    were compared with a clean build: it would price new orders at the broken price, and its new rows would make
-    the clean build differ."""
+def bad_price_run(api: AirflowApi, runs: dict, platform: dict[str, Any]) -> dict:
+    """A daily run after one product's price was made negative. The dev shop simulator is paused until the clear
+    below compared the marts with a clean build: it would price new orders at the broken price, and its new rows
+    would make the clean build differ."""
     api.patch(f"/api/v2/dags/{SIMULATOR}", {"is_paused": True})
     with warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute("select product_id, price from raw.products order by product_id limit 1")
         product_id, price = cursor.fetchone()
         cursor.execute("update raw.products set price = %s where product_id = %s", (BAD_PRODUCT_PRICE, product_id))
     run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
-    try:
-        yield {**api.finished_run(run["dag_run_id"]), "fix": (price, product_id)}
-    finally:
-        api.patch(f"/api/v2/dags/{SIMULATOR}", {"is_paused": False})
+    return {**api.finished_run(run["dag_run_id"]), "fix": (price, product_id)}
 
 
 def test_a_failing_test_fails_its_task_with_dbts_message_alerts_and_skips_what_reads_it_naming_it(
@@ -566,52 +563,57 @@ def test_a_failing_test_fails_its_task_with_dbts_message_alerts_and_skips_what_r
 def test_clearing_the_failed_test_with_its_downstream_after_fixing_the_data_rebuilds_in_lineage_order(
     api: AirflowApi, bad_price_run: dict, platform: dict[str, Any]
 ) -> None:
-    run_id = bad_price_run["dag_run_id"]
-    with warehouse(platform) as connection, connection.cursor() as cursor:
-        cursor.execute("update raw.products set price = %s where product_id = %s", bad_price_run["fix"])
-    api.post(
-        f"/api/v2/dags/{DAILY}/clearTaskInstances",
-        {
-            "dry_run": False,
-            "dag_run_id": run_id,
-            "task_ids": [PRICE_TEST_TASK],
-            "include_downstream": True,
-            "only_failed": False,
-            "reset_dag_runs": True,
-        },
-    )
-    run = api.finished_run(run_id)
-    tasks = api.tasks(run_id)
-    assert run["state"] == "success", {t: ti["state"] for t, ti in tasks.items() if ti["state"] != "success"}
-    cleared = tasks[PRICE_TEST_TASK]
-    assert cleared["try_number"] == 2 and cleared["queued_when"]  # it ran its own dbt test on a worker
-    log = api.log(run_id, PRICE_TEST_TASK, 2)
-    assert "Running this task's dbt command here" in log
-    # On the parse dbt_build kept on this machine: the run's window does not make dbt parse the project again.
-    assert "dbt project loaded (nothing had changed since its last parse on this machine)" in log
-    assert tasks["models.stg_greenery__products.run"]["state"] == "success"
-    assert tasks[FAIL_RUN_TASK_ID]["state"] == "skipped"
-    # In lineage order: a cleared task went to a worker only once the cleared tasks upstream of it had ended.
-    rebuilt = {task_id: ti for task_id, ti in _node_tasks(tasks).items() if ti["try_number"] == 2}
-    assert {PRICE_TEST_TASK, "models.stg_greenery__products.run", "models.dim_products.run"} <= set(rebuilt)
-    graph = {task["task_id"]: task for task in api.get(f"/api/v2/dags/{DAILY}/tasks")["tasks"]}
-    out_of_order = [
-        (above, task_id)
-        for task_id, ti in rebuilt.items()
-        for above in rebuilt
-        if task_id in graph[above]["downstream_task_ids"]
-        and _when(ti["queued_when"]) < _when(rebuilt[above]["end_date"])
-    ]
-    assert out_of_order == []
-    # The marts equal what a clean build of the same day makes.
-    after_clear = _mart_fingerprint(platform)
-    window = _xcom(api, run_id, VALIDATE_TASK_ID, "return_value")
-    day = window["start_date"][:10]
-    clean = api.post(
-        f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None, "conf": {"start_date": day, "end_date": day}}
-    )
-    assert api.finished_run(clean["dag_run_id"])["state"] == "success"
-    assert _mart_fingerprint(platform) == after_clear
+    try:
+        run_id = bad_price_run["dag_run_id"]
+        with warehouse(platform) as connection, connection.cursor() as cursor:
+            cursor.execute("update raw.products set price = %s where product_id = %s", bad_price_run["fix"])
+        api.post(
+            f"/api/v2/dags/{DAILY}/clearTaskInstances",
+            {
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": [PRICE_TEST_TASK],
+                "include_downstream": True,
+                "only_failed": False,
+                "reset_dag_runs": True,
+            },
+        )
+        run = api.finished_run(run_id)
+        tasks = api.tasks(run_id)
+        assert run["state"] == "success", {t: ti["state"] for t, ti in tasks.items() if ti["state"] != "success"}
+        cleared = tasks[PRICE_TEST_TASK]
+        assert cleared["try_number"] == 2 and cleared["queued_when"]  # it ran its own dbt test on a worker
+        log = api.log(run_id, PRICE_TEST_TASK, 2)
+        assert "Running this task's dbt command here" in log
+        # On the parse dbt_build kept on this machine: the run's window does not make dbt parse the project again.
+        assert "dbt project loaded (nothing had changed since its last parse on this machine)" in log
+        assert tasks["models.stg_greenery__products.run"]["state"] == "success"
+        assert tasks[FAIL_RUN_TASK_ID]["state"] == "skipped"
+        # In lineage order: a cleared task went to a worker only once the cleared tasks upstream of it had ended.
+        rebuilt = {task_id: ti for task_id, ti in _node_tasks(tasks).items() if ti["try_number"] == 2}
+        assert {PRICE_TEST_TASK, "models.stg_greenery__products.run", "models.dim_products.run"} <= set(rebuilt)
+        not_on_a_worker = {task_id: ti["state"] for task_id, ti in rebuilt.items() if not ti["queued_when"]}
+        assert not_on_a_worker == {}, "every cleared node task rebuilt its node on a worker"
+        graph = {task["task_id"]: task for task in api.get(f"/api/v2/dags/{DAILY}/tasks")["tasks"]}
+        out_of_order = [
+            (above, task_id)
+            for task_id, ti in rebuilt.items()
+            for above in rebuilt
+            if task_id in graph[above]["downstream_task_ids"]
+            and _when(ti["queued_when"]) < _when(rebuilt[above]["end_date"])
+        ]
+        assert out_of_order == []
+        # The marts equal what a clean build of the same day makes.
+        after_clear = _mart_fingerprint(platform)
+        window = _xcom(api, run_id, VALIDATE_TASK_ID, "return_value")
+        day = window["start_date"][:10]
+        clean = api.post(
+            f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None, "conf": {"start_date": day, "end_date": day}}
+        )
+        assert api.finished_run(clean["dag_run_id"])["state"] == "success"
+        assert _mart_fingerprint(platform) == after_clear
+    finally:
+        api.patch(f"/api/v2/dags/{SIMULATOR}", {"is_paused": False})  # bad_price_run paused it
 
 
 # -- 4. a producer killed in the middle of its build -------------------------------------------------------------
