@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)})")
     parser.add_argument(
         "--modes",
-        help="override the modes to measure: local, watcher, local-stock (LOCAL on Airflow's stock LocalExecutor)",
+        help=f"override the modes to measure, comma-separated ({', '.join(MODES)}; local-stock is LOCAL on Airflow's "
+        "stock LocalExecutor, a -celery mode the same mode on CeleryExecutor)",
     )
     parser.add_argument("--pairs", type=int, help="override the number of (bare dbt, DAG run) pairs per mode")
     parser.add_argument("--scales", help="override the scaling section's scales, e.g. 1,100")
