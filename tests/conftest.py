@@ -207,6 +207,28 @@ def loaded_plugin(name: str) -> Any:
     return plugin
 
 
+def plugin_test_client(plugin: Any) -> Any:
+    """A FastAPI test client of the api-server's apps as the api-server mounts ``plugin``'s, with the auth manager
+    the api-server creates (Airflow's auth dependency asks it)."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    create_auth_manager()
+    api_server = FastAPI()
+    for app in plugin.fastapi_apps:
+        api_server.mount(app["url_prefix"], app["app"])
+    return TestClient(api_server, base_url="http://127.0.0.1:8080", follow_redirects=False)
+
+
+def user_token(role: str | None) -> str:
+    """A JWT of the simple auth manager (the one `make up` runs) for a user with ``role`` (None: no role)."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="someone", role=role))
+
+
 def warehouse_connection_json(env: dict[str, str]) -> str:
     """A test database's libpq variables as the Airflow connection ``greenery_warehouse`` (AIRFLOW_CONN_...)."""
     return json.dumps(

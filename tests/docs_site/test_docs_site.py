@@ -9,15 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from airflow.api_fastapi.app import create_auth_manager
 from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from include import docs_site, settings
 from include.dbt_tasks.docs import DOCS_FILES
-from tests.conftest import ObjectStore, loaded_plugin
+from tests.conftest import ObjectStore, loaded_plugin, plugin_test_client, user_token
 
 MANIFEST = {"metadata": {"project_name": "greenery"}, "nodes": {}}
 
@@ -35,15 +32,7 @@ def client(plugin, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "index.html").write_text("<html><head></head><body>dbt docs</body></html>")
     (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
     (tmp_path / "catalog.json").write_text("{}")
-    create_auth_manager()  # the api-server's, which Airflow's auth dependency asks
-    api_server = FastAPI()
-    for app in plugin.fastapi_apps:
-        api_server.mount(app["url_prefix"], app["app"])
-    return TestClient(api_server, base_url="http://127.0.0.1:8080", follow_redirects=False)
-
-
-def _token(role: str | None) -> str:
-    return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="someone", role=role))
+    return plugin_test_client(plugin)
 
 
 def _url(name: str) -> str:
@@ -72,15 +61,15 @@ def test_without_a_token_the_docs_page_sends_the_browser_to_the_login(client: Te
 
 
 def test_a_forged_or_roleless_token_is_refused(client: TestClient) -> None:
-    forged = client.get(_url("manifest.json"), cookies={COOKIE_NAME_JWT_TOKEN: _token("admin") + "x"})
+    forged = client.get(_url("manifest.json"), cookies={COOKIE_NAME_JWT_TOKEN: user_token("admin") + "x"})
     assert forged.status_code == 403
-    roleless = client.get(_url("manifest.json"), headers={"Authorization": f"Bearer {_token(None)}"})
+    roleless = client.get(_url("manifest.json"), headers={"Authorization": f"Bearer {user_token(None)}"})
     assert roleless.status_code == 403
     assert "greenery" not in forged.text + roleless.text
 
 
 def test_the_uis_cookie_or_an_api_token_opens_every_file(client: TestClient) -> None:
-    client.cookies.set(COOKIE_NAME_JWT_TOKEN, _token("viewer"))
+    client.cookies.set(COOKIE_NAME_JWT_TOKEN, user_token("viewer"))
     for name in DOCS_FILES:
         response = client.get(_url(name))
         assert response.status_code == 200, (name, response.text)
@@ -88,12 +77,12 @@ def test_the_uis_cookie_or_an_api_token_opens_every_file(client: TestClient) -> 
     assert client.get(_url("manifest.json")).json() == MANIFEST
     client.cookies.clear()
 
-    response = client.get(_url("manifest.json"), headers={"Authorization": f"Bearer {_token('viewer')}"})
+    response = client.get(_url("manifest.json"), headers={"Authorization": f"Bearer {user_token('viewer')}"})
     assert response.json() == MANIFEST
 
 
 def test_only_the_docs_files_are_served_and_a_missing_site_says_why(client: TestClient) -> None:
-    headers = {"Authorization": f"Bearer {_token('admin')}"}
+    headers = {"Authorization": f"Bearer {user_token('admin')}"}
     for other in ("run_results.json", "..%2Fairflow.cfg", ".index.html.tmp"):
         assert client.get(_url(other), headers=headers).status_code == 404
     (settings.DBT_DOCS_DIR / "catalog.json").unlink()
@@ -115,7 +104,7 @@ def store_client(client: TestClient, object_store: ObjectStore, docs_in_the_stor
 
 def test_with_a_store_the_docs_come_from_it_behind_the_same_login(store_client: TestClient) -> None:
     assert store_client.get(_url("manifest.json")).status_code == 401
-    headers = {"Authorization": f"Bearer {_token('viewer')}"}
+    headers = {"Authorization": f"Bearer {user_token('viewer')}"}
 
     page = store_client.get(_url("index.html"), headers=headers)
     assert page.status_code == 200
@@ -136,7 +125,7 @@ def test_a_store_that_cannot_be_read_answers_503_with_what_to_check(
     store_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GREENERY_DBT_DOCS_URL", "s3://no-such-bucket/dbt-docs")
-    response = store_client.get(_url("index.html"), headers={"Authorization": f"Bearer {_token('viewer')}"})
+    response = store_client.get(_url("index.html"), headers={"Authorization": f"Bearer {user_token('viewer')}"})
     assert response.status_code == 503
     detail = response.json()["detail"]
     assert detail.startswith("The dbt docs cannot be shown: the dbt docs store s3://no-such-bucket/dbt-docs failed")

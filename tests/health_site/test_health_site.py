@@ -10,14 +10,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from airflow.api_fastapi.app import create_auth_manager
 from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from include import health_site, settings
-from tests.conftest import loaded_plugin, warehouse_connection_json
+from tests.conftest import loaded_plugin, plugin_test_client, user_token, warehouse_connection_json
 from tests.history import generated_history as planted
 
 PREFIX = health_site.URL_PREFIX
@@ -31,19 +28,11 @@ def plugin():
 @pytest.fixture
 def client(plugin, airflow_db: str, generated_history, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     monkeypatch.setenv("AIRFLOW_CONN_GREENERY_WAREHOUSE", warehouse_connection_json(generated_history.env))
-    create_auth_manager()
-    api_server = FastAPI()
-    for app in plugin.fastapi_apps:
-        api_server.mount(app["url_prefix"], app["app"])
-    return TestClient(api_server, base_url="http://127.0.0.1:8080", follow_redirects=False)
-
-
-def _token(role: str | None) -> str:
-    return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="someone", role=role))
+    return plugin_test_client(plugin)
 
 
 def _viewer() -> dict[str, str]:
-    return {"Authorization": f"Bearer {_token('viewer')}"}
+    return {"Authorization": f"Bearer {user_token('viewer')}"}
 
 
 def test_the_plugin_adds_the_page_to_the_browse_menu(plugin) -> None:
@@ -71,14 +60,14 @@ def test_without_a_token_the_page_sends_the_browser_to_the_login(client: TestCli
 
 
 def test_a_forged_or_roleless_token_is_refused(client: TestClient) -> None:
-    forged = client.get(f"{PREFIX}/api/runs", cookies={COOKIE_NAME_JWT_TOKEN: _token("admin") + "x"})
-    roleless = client.get(f"{PREFIX}/api/runs", headers={"Authorization": f"Bearer {_token(None)}"})
+    forged = client.get(f"{PREFIX}/api/runs", cookies={COOKIE_NAME_JWT_TOKEN: user_token("admin") + "x"})
+    roleless = client.get(f"{PREFIX}/api/runs", headers={"Authorization": f"Bearer {user_token(None)}"})
     assert (forged.status_code, roleless.status_code) == (403, 403)
     assert "greenery" not in forged.text + roleless.text
 
 
 def test_the_uis_cookie_opens_the_page_its_files_and_the_chart_libraries(client: TestClient) -> None:
-    client.cookies.set(COOKIE_NAME_JWT_TOKEN, _token("viewer"))
+    client.cookies.set(COOKIE_NAME_JWT_TOKEN, user_token("viewer"))
     page = client.get(f"{PREFIX}/index.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self';" in page.headers["content-security-policy"]  # no CDN, no eval
