@@ -566,12 +566,13 @@ def _profile(profile: dict[str, Any] | None, label: str) -> list[str]:
     return lines
 
 
-def _producer_limits(s: dict[str, Any], goal: dict[str, Any] | None, bare_seconds: float) -> str:
-    """Why the producer mode's run takes what it takes: dbt's own commands, and the steps around them."""
+def _producer_limits(mode: str, s: dict[str, Any], goal: dict[str, Any] | None, bare_seconds: float) -> str:
+    """Why a producer mode's run (``producer``, ``producer-celery``) takes what it takes: dbt's own commands, and the
+    steps around them."""
     phases, lag = s.get("run_phases_seconds") or {}, s.get("node_task_lag_seconds") or {}
     around = sum(value for key, value in phases.items() if key != "dbt_commands")
     text = (
-        f"**PRODUCER mode** ({s['ratio']['median']:.2f}×{f', goal {_verdict(goal)}' if goal else ''}). dbt runs "
+        f"**{mode.upper()} mode** ({s['ratio']['median']:.2f}×{f', goal {_verdict(goal)}' if goal else ''}). dbt runs "
         f"once, in `dbt_build`: dbt's own run time adds up to {s['dag_dbt_work_seconds']:.0f} s against "
         f"{s['bare_dbt_work_seconds']:.0f} s over bare dbt's commands. Of {s.get('node_tasks_per_run', 0):g} node "
         f"tasks per run, {s.get('node_tasks_on_workers_per_run', 0):g} took a worker. Every node task waits in the "
@@ -627,8 +628,8 @@ def _limits(doc: dict[str, Any]) -> list[str]:
             text += sensors if mode == "watcher" else "."
         if not s["all_runs_succeeded"]:
             text += " Not every run in this mode succeeded; see the failed tasks above."
-        if mode == "producer":
-            text = _producer_limits(s, goal, s["bare_dbt_seconds"]["median"])
+        if s.get("run_phases_seconds"):  # a producer mode: its node tasks run no dbt
+            text = _producer_limits(mode, s, goal, s["bare_dbt_seconds"]["median"])
         lines += [text, ""]
     parsed_in_full = {
         mode: s["dbt_full_parse_tasks_per_run"]
