@@ -263,24 +263,25 @@ class DbtProducerOperator(BaseOperator):
             log.info("dbt %s", " ".join(args))
             result = runner.invoke([*args, *self._common_args(project)])
             ran.append(step)
-            if step != DOCS:
-                record_dbt_artifacts(project, context, node_tasks=task_of_node)
-            if step == FRESHNESS:
-                prune_run_history(context=context)  # as the source_freshness task does in the other modes
-            if result.exception is not None and step == DOCS:
-                publisher.finish_step(step, FAILED, f"dbt docs generate stopped: {result.exception}")
-                continue
-            if result.exception is not None and step != FRESHNESS:
-                # dbt itself stopped (no connection, a broken project): this task's retry runs the step again,
-                # and the node tasks still waiting wait for it, so nothing is built twice at the same time.
-                raise RuntimeError(f"dbt {' '.join(args)} stopped: {result.exception}")
             if step == FRESHNESS:
                 stale = not result.success
-                publisher.finish_step(step, FAILED if stale else SUCCESS)
+                publisher.finish_step(step, FAILED if stale else SUCCESS)  # the task ends before the history below
+                record_dbt_artifacts(project, context, node_tasks=task_of_node)
+                prune_run_history(context=context)  # as the source_freshness task does in the other modes
                 if stale and settings.FRESHNESS_BLOCKS.value():
                     log.warning("A source is stale and GREENERY_FRESHNESS_BLOCKS=1: nothing is built.")
                     break
-            elif step == DOCS:
+                continue
+            if step != DOCS:
+                record_dbt_artifacts(project, context, node_tasks=task_of_node)
+            if result.exception is not None and step == DOCS:
+                publisher.finish_step(step, FAILED, f"dbt docs generate stopped: {result.exception}")
+                continue
+            if result.exception is not None:
+                # dbt itself stopped (no connection, a broken project): this task's retry runs the step again,
+                # and the node tasks still waiting wait for it, so nothing is built twice at the same time.
+                raise RuntimeError(f"dbt {' '.join(args)} stopped: {result.exception}")
+            if step == DOCS:
                 publish_docs(str(project))
                 publisher.finish_step(step, SUCCESS)  # the docs task ends while the state below is written
                 if self.selectable:
