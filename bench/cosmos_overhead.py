@@ -489,6 +489,10 @@ def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         **_producer_summary(used),
         "peak_task_process_rss_mb": max((p["dag"]["memory"]["peak_task_process_rss_mb"] or 0) for p in used),
         "peak_platform_rss_mb": max(p["dag"]["memory"]["peak_platform_rss_mb"] for p in used),
+        # Where that peak's memory is: the run with the highest total, by kind of process.
+        "peak_platform_by_process_kind_mb": max(used, key=lambda p: p["dag"]["memory"]["peak_platform_rss_mb"])["dag"][
+            "memory"
+        ].get("peak_by_process_kind_mb"),
         "peak_bare_dbt_rss_mb": max(p["bare"]["peak_rss_mb"] for p in used),
     }
 

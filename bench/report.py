@@ -539,7 +539,24 @@ def _memory(body: dict[str, Any]) -> list[str]:
         )
         for p in body.get("by_scale_peak_rss_mb", [])
     ]
-    return [*_table("What | Peak RSS", rows), body.get("note", ""), ""]
+    lines = [*_table("What | Peak RSS", rows), body.get("note", ""), ""]
+    by_kind = body.get("airflow_run_peak_by_process_kind_mb") or {}
+    if by_kind:
+        kinds = sorted({kind for peaks in by_kind.values() for kind in peaks})
+        lines += [
+            "Where the platform's peak is, by kind of process (each kind's own peak during the run with the highest "
+            "total, so they add up to a little more than it; executor workers are the executor's forked workers, "
+            "task the task processes they start, other every process of the platform not named here):",
+            "",
+            *_table(
+                "Process | " + " | ".join(mode.upper() for mode in by_kind),
+                [
+                    _row(kind, *(_mb(peaks[kind]) if kind in peaks else "–" for peaks in by_kind.values()))
+                    for kind in kinds
+                ],
+            ),
+        ]
+    return lines
 
 
 def _profile(profile: dict[str, Any] | None, label: str) -> list[str]:

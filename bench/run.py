@@ -75,6 +75,11 @@ def memory_summary(sections: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "dbt_task_peak_rss_mb": {mode: m["peak_task_process_rss_mb"] for mode, m in modes.items()},
         "airflow_run_peak_rss_mb": {mode: m["peak_platform_rss_mb"] for mode, m in modes.items()},
+        "airflow_run_peak_by_process_kind_mb": {
+            mode: m["peak_platform_by_process_kind_mb"]
+            for mode, m in modes.items()
+            if m.get("peak_platform_by_process_kind_mb")
+        },
         "bare_dbt_peak_rss_mb": max(bare) if bare else None,
         "note": (
             "dbt task = the largest Airflow task process (the forked task runner that runs dbt in-process); "

@@ -98,3 +98,18 @@ def test_figures_of_another_workload_are_never_merged() -> None:
     measured["sections"]["cosmos_overhead"] = {"error": "Airflow did not start"}
     with pytest.raises(BenchError, match="the run failed in cosmos_overhead"):
         merge_into(kept, measured)
+
+
+def test_the_memory_table_shows_where_the_platforms_peak_is_by_kind_of_process() -> None:
+    body = {
+        "dbt_task_peak_rss_mb": {"producer": 288.0},
+        "airflow_run_peak_rss_mb": {"producer": 3186.0, "local": 3571.0},
+        "airflow_run_peak_by_process_kind_mb": {"producer": {"triggerer": 679.9, "scheduler": 240.3}},
+        "bare_dbt_peak_rss_mb": 158.0,
+    }
+    lines = report._memory(body)
+    assert "| triggerer | 680 MB |" in lines and "| scheduler | 240 MB |" in lines
+    assert "| Process | PRODUCER |" in lines
+    assert not [
+        line for line in report._memory({**body, "airflow_run_peak_by_process_kind_mb": {}}) if "Process |" in line
+    ]
