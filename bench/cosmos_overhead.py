@@ -232,6 +232,14 @@ def _published_results(stack: Stack, dag_id: str, run_id: str) -> dict[str, Any]
     return value if isinstance(value, dict) else {}
 
 
+def trigger_started_at(task: dict[str, Any]) -> float | None:
+    """When the triggerer started the trigger of a task that started in the triggerer (seconds since the epoch)."""
+    pickup = (task.get("trigger_phases") or {}).get("pickup_seconds")
+    if pickup is None or task.get("end_date") is None or task.get("seconds") is None:
+        return None
+    return task["end_date"].timestamp() - task["seconds"] + pickup
+
+
 def producer_figures(
     stack: Stack, dag_id: str, run_id: str, tasks: list[dict[str, Any]], ended: dt.datetime
 ) -> dict[str, Any] | None:
@@ -247,6 +255,8 @@ def producer_figures(
         for task_id, result in published.items()
         if task_id in ends and result.get("finished_at") and not ends[task_id].get("on_worker")
     )
+    run_queued_at = producer["end_date"].timestamp() - producer["end_offset"]
+    trigger_starts = {t["task_id"]: at for t in ends.values() if (at := trigger_started_at(t)) is not None}
     validate = next((t for t in tasks if t["task_id"] == "validate_params" and t.get("end_offset")), None)
     run_seconds = producer["end_offset"] + (ended - producer["end_date"]).total_seconds()
     # Where the run's time goes, one step after the other: the scheduler starting it, the form's check, the
@@ -264,7 +274,28 @@ def producer_figures(
     return {
         "tail_after_producer_seconds": round((ended - producer["end_date"]).total_seconds(), 3),
         "lag_seconds": summary(lag for lag, _ in lags) if lags else None,
-        "slowest_lags": [{"task_id": task_id, "seconds": lag} for lag, task_id in lags[-3:]],
+        "slowest_lags": [
+            {
+                "task_id": task_id,
+                "seconds": lag,
+                # dbt had published the result before the triggerer started the task's trigger.
+                "before_its_trigger_started_seconds": round(
+                    max(0.0, trigger_starts[task_id] - published[task_id]["finished_at"]), 3
+                )
+                if task_id in trigger_starts
+                else None,
+            }
+            for lag, task_id in lags[-3:]
+        ],
+        # When the triggerer had started every node task's trigger, and when dbt published the run's first result.
+        "last_trigger_started_seconds": round(max(trigger_starts.values()) - run_queued_at, 3)
+        if trigger_starts
+        else None,
+        "first_result_seconds": round(
+            min(r["finished_at"] for r in published.values() if r.get("finished_at")) - run_queued_at, 3
+        )
+        if any(r.get("finished_at") for r in published.values())
+        else None,
         "run_phases_seconds": {name: round(value, 3) for name, value in phases.items()},
     }
 
@@ -443,7 +474,14 @@ def _producer_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "run_phases_seconds": {key: round(statistics.median(p[key] for p in phases), 3) for key in phases[0]}
         if phases
         else None,
+        "last_trigger_started_seconds": _summary_of(f.get("last_trigger_started_seconds") for f in figures),
+        "first_result_seconds": _summary_of(f.get("first_result_seconds") for f in figures),
     }
+
+
+def _summary_of(values: Any) -> dict[str, Any] | None:
+    found = [value for value in values if value is not None]
+    return summary(found) if found else None
 
 
 def _mode_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:

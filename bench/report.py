@@ -603,6 +603,20 @@ def _producer_limits(mode: str, s: dict[str, Any], goal: dict[str, Any] | None, 
             f"{lag['max']:.2f} s), and the run {s['tail_after_producer_seconds']['median']:.2f} s after `dbt_build`"
         )
     text += "."
+    slowest, started = lag.get("slowest") or {}, s.get("last_trigger_started_seconds")
+    first = s.get("first_result_seconds")
+    if slowest.get("before_its_trigger_started_seconds") is not None and started and first:
+        text += (
+            f" The slowest lag is `{slowest['task_id']}`'s, one of the run's first results: dbt published the first "
+            f"result {first['median']:.1f} s after the run was queued, while the triggerer started the run's node "
+            f"tasks' triggers until {started['median']:.1f} s after it (medians; {started['max']:.1f} s at the "
+            f"latest), and {slowest['before_its_trigger_started_seconds']:.2f} s of its {slowest['seconds']:.2f} s "
+            "passed before its trigger ran. Starting a trigger for a task that starts in the triggerer is Airflow's "
+            "work, not greenery's: in Airflow 3.3.2 the triggerer's supervisor builds each trigger's workload with "
+            "the whole serialized DAG and the runner deserialises it once per trigger (`TriggerRunner."
+            "create_runtime_ti`), about 70 times at the start of every run, on the same 2 cores as `dbt_build` "
+            "loading the project."
+        )
     if phases:
         text += (
             f" What remains is the run's steps around dbt: {around:.0f} s of a median run (the table above), against "

@@ -5,11 +5,13 @@ committed ones, with a note saying what was re-measured when (from summaries sha
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 
 import pytest
 
 from bench import report
+from bench.cosmos_overhead import trigger_started_at
 from bench.measure import BenchError
 from bench.run import SECTIONS, goals, merge_into
 
@@ -113,3 +115,27 @@ def test_the_memory_table_shows_where_the_platforms_peak_is_by_kind_of_process()
     assert not [
         line for line in report._memory({**body, "airflow_run_peak_by_process_kind_mb": {}}) if "Process |" in line
     ]
+
+
+def test_a_slow_first_result_is_split_into_the_wait_for_its_trigger_and_the_rest() -> None:
+    ended = dt.datetime(2026, 12, 5, 12, 0, 10, tzinfo=dt.UTC)
+    task = {"end_date": ended, "seconds": 9.0, "trigger_phases": {"pickup_seconds": 4.0}}  # deferred at 12:00:01
+    assert trigger_started_at(task) == ended.timestamp() - 5.0
+    assert trigger_started_at({**task, "trigger_phases": {"pickup_seconds": None}}) is None
+
+    s = _producer(1.0, 1.0, 5.9, 2.0)
+    s["node_task_lag_seconds"]["slowest"] = {
+        "task_id": "source_freshness",
+        "seconds": 5.94,
+        "before_its_trigger_started_seconds": 4.5,
+    }
+    s |= {
+        "dag_dbt_work_seconds": 6.0,
+        "bare_dbt_work_seconds": 5.0,
+        "last_trigger_started_seconds": {"median": 7.2, "min": 6.0, "max": 8.1, "n": 3},
+        "first_result_seconds": {"median": 3.1, "min": 3.0, "max": 3.3, "n": 3},
+    }
+    text = report._producer_limits("producer", s, None, 21.0)
+    assert "The slowest lag is `source_freshness`'s" in text
+    assert "first result 3.1 s after the run was queued" in text and "until 7.2 s after it" in text
+    assert "4.50 s of its 5.94 s passed before its trigger ran" in text
