@@ -22,7 +22,7 @@ TO ?=
 # make up EXECUTOR=celery: CeleryExecutor with a Redis broker, two workers and the dbt docs in an object store.
 EXECUTOR ?=
 
-.PHONY: help up down status clean warehouse load deliver profile dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis lock
+.PHONY: help up down status clean warehouse load deliver profile dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis system-packages chart-libs lock
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,15 +59,32 @@ venv: $(VENV)/.runtime ## Create or update the Python environment (.venv)
 
 venv-dev: $(VENV)/.dev ## Create or update .venv with the test and lint tools
 
+# Debian packages the tests and `make up EXECUTOR=celery` need (each installs a command of its own name), with one
+# `apt-get update` for all that are missing (as root, or through sudo).
+APT_INSTALL = missing=""; for package in $(1); do command -v $$package >/dev/null || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then echo "Installing Debian's$$missing ..."; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
 browser: ## Install Debian's chromium for the browser tests (needs root or sudo)
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+	@$(call APT_INSTALL,chromium)
+
+# The dbt health page draws its charts with Vega-Lite, served by the plugin from node_modules (the page needs no
+# internet): npm ci installs exactly what package-lock.json pins, checked against its hashes, and runs no package script.
+CHART_LIBS := node_modules/.package-lock.json
+
+$(CHART_LIBS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the dbt health page's charts: install Node.js 20 or newer with npm (sudo apt-get install nodejs npm)." >&2; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+chart-libs: $(CHART_LIBS) ## Install the dbt health page's chart libraries from package-lock.json (npm ci)
 
 redis: ## Install Debian's redis-server, the broker of make up EXECUTOR=celery (needs root or sudo)
-	@test -x /usr/bin/redis-server || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi; }
+	@$(call APT_INSTALL,redis-server)
+
+system-packages: ## chromium and redis-server, both with one apt-get update (what make test needs)
+	@$(call APT_INSTALL,chromium redis-server)
 
 # --- the local platform ------------------------------------------------------------------------------------
 warehouse: $(VENV)/.runtime ## Start the local PostgreSQL warehouse (idempotent)
@@ -93,7 +110,7 @@ profile: warehouse ## Profile the raw tables (keys, ranges, dependencies, time o
 dbt: warehouse ## Run dbt against the local warehouse: make dbt ARGS="build"
 	@$(WITH_WAREHOUSE) cd $(DBT_DIR) && ../../$(VENV)/bin/dbt $(ARGS) --profiles-dir . --project-dir .
 
-up: warehouse manifest $(VENV)/.local-platform $(if $(filter celery,$(EXECUTOR)),redis) ## Start the warehouse (with demo data) and Airflow at http://127.0.0.1:8080 [EXECUTOR=celery]
+up: warehouse manifest chart-libs $(VENV)/.local-platform $(if $(filter celery,$(EXECUTOR)),redis) ## Start the warehouse (with demo data) and Airflow at http://127.0.0.1:8080 [EXECUTOR=celery]
 	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data load --scale 1 --if-empty
 	@$(if $(EXECUTOR),GREENERY_EXECUTOR=$(EXECUTOR)) $(PY) -m include.local_platform.local_airflow up
 
@@ -116,13 +133,13 @@ status: ## Is the warehouse running, and each Airflow component (RUNNING, BACKOF
 
 clean: down ## Stop everything and delete the local state (.local/, and the warehouse's files wherever they are)
 	@if [ -x $(PY) ]; then $(PY) -m include.local_platform.warehouse destroy; fi
-	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs
+	rm -rf .local $(DBT_DIR)/target $(DBT_DIR)/logs node_modules
 
 # --- quality -----------------------------------------------------------------------------------------------
-test: $(VENV)/.dev browser redis manifest ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test, redis for Celery)
+test: $(VENV)/.dev system-packages manifest chart-libs ## Run the test suite (starts its own throwaway PostgreSQL; chromium for the UI test, redis for Celery)
 	$(PY) -m pytest $(ARGS)
 
-test-e2e: $(VENV)/.dev browser redis manifest ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
+test-e2e: $(VENV)/.dev system-packages manifest chart-libs ## Only the end-to-end tests: DAG runs, the make-up platform, the UI in chromium
 	$(PY) -m pytest tests/e2e $(ARGS)
 
 lint: $(VENV)/.dev ## ruff and sqlfluff

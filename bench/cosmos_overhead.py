@@ -30,7 +30,7 @@ from bench.measure import BenchError, MemorySampler, log, ratio, summary, wait_f
 from bench.sizes import Size, cosmos_mode
 from bench.stack import Stack
 from bench.task_logs import log_tail, parse_dbt_output, read_task_log, read_trigger_log
-from include.local_platform.local_airflow import _session_of
+from include.local_platform.supervision import session_of
 
 DAILY_DAG = "greenery_daily"
 HOURLY_DAG = "greenery_hourly_snapshot"
@@ -140,7 +140,7 @@ def platform_processes(stack: Stack) -> list[psutil.Process]:
             sessions.add(int(pid_file.read_text()))
         except (OSError, ValueError):
             continue
-    return [process for process in psutil.process_iter() if _session_of(process.pid) in sessions]
+    return [process for process in psutil.process_iter() if session_of(process.pid) in sessions]
 
 
 def classify(process: psutil.Process) -> str:

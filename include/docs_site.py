@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -100,16 +101,17 @@ def create_app() -> FastAPI:
 
 
 class BuiltOnFirstRequest:
-    """An ASGI app that builds ``create_app()`` when the api-server first calls it, so that loading the plugin
-    costs the other Airflow processes nothing (see ``create_app``)."""
+    """An ASGI app that builds ``factory()`` (default: ``create_app``) when the api-server first calls it, so that
+    loading the plugin costs the other Airflow processes nothing (see ``create_app``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[], Any] | None = None) -> None:
+        self._factory = factory or create_app
         self._app: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if self._app is None:
-            self._app = create_app()
+            self._app = self._factory()
         await self._app(scope, receive, send)
 
     def __repr__(self) -> str:  # what Browse > Plugins shows for the app
-        return f"{__name__}.create_app()"
+        return f"{self._factory.__module__}.{self._factory.__name__}()"

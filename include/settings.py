@@ -203,6 +203,8 @@ DBT_DOCS_CONN_ID = _declare(
     "Airflow connection to GREENERY_DBT_DOCS_URL's store (default: the provider's, e.g. aws_default)",
     kind="name",
 )
+# The chart libraries of the dbt health page, which `make chart-libs` installs with npm from package-lock.json.
+NODE_MODULES_DIR = REPO_ROOT / "node_modules"
 COURSE_DATA = _declare(
     "GREENERY_COURSE_DATA",
     str(REPO_ROOT.parent / "shared" / "greenery-course-data"),
@@ -217,6 +219,14 @@ DBT_TARGET_SCHEMA: str = _declare(
 ).value()
 DBT_META_SCHEMA = _declare(
     "GREENERY_DBT_META_SCHEMA", "dbt_meta", "schema of the dbt run history (also read by dbt)", kind="identifier"
+)
+HISTORY_RETENTION_DAYS = _declare(
+    "GREENERY_HISTORY_RETENTION_DAYS",
+    "90",
+    "days of dbt run history dbt_meta keeps; the daily run deletes what is older",
+    kind="int",
+    low=1,
+    high=3660,
 )
 REPORTING_ROLES = _declare(
     "GREENERY_REPORTING_ROLES", None, "database roles granted select on the marts, comma-separated", read_by="dbt"
@@ -256,6 +266,14 @@ DBT_QUEUE = _declare(
     "executor queue of the tasks that run dbt (CeleryExecutor); the others use [operators] default_queue",
     kind="name",
 )
+RETRY_DELAY_SECONDS = _declare(
+    "GREENERY_RETRY_DELAY_SECONDS",
+    "60",
+    "pause before a dbt task's first retry (it doubles at each retry, up to 10 minutes)",
+    kind="int",
+    low=1,
+    high=3600,
+)
 DEV_SIMULATOR = _declare(
     "GREENERY_DEV_SIMULATOR",
     "0",
@@ -268,7 +286,10 @@ SLACK_WEBHOOK_URL = _declare(
     "SLACK_WEBHOOK_URL", None, "Slack incoming webhook; builds the slack_alerts connection", kind="text"
 )
 AIRFLOW_BASE_URL = _declare(
-    "GREENERY_AIRFLOW_BASE_URL", None, "the UI's address in alert links (default: Airflow's [api] base_url)", kind="url"
+    "GREENERY_AIRFLOW_BASE_URL",
+    None,
+    "the UI's address in alert links (default: Airflow's [api] base_url) and in the monitoring exposure (dbt)",
+    kind="url",
 )
 SLACK_TIMEOUT_SECONDS = _declare(
     "GREENERY_SLACK_TIMEOUT_SECONDS", "10", "timeout of one request to Slack", kind="number", low=1, high=120
@@ -305,6 +326,14 @@ WORKER_HOST = _declare(
     "GREENERY_WORKER_HOST",
     None,
     "host name a local Celery worker gives its tasks (make up EXECUTOR=celery sets it per worker)",
+)
+TASK_HEARTBEAT_TIMEOUT_SECONDS = _declare(
+    "GREENERY_TASK_HEARTBEAT_TIMEOUT_SECONDS",
+    "60",
+    "make up EXECUTOR=celery: a task whose worker went away fails this long after its last heartbeat",
+    kind="int",
+    low=15,
+    high=3600,
 )
 PRELOAD_DBT = _declare(
     "GREENERY_PRELOAD_DBT",

@@ -32,44 +32,101 @@ from include.local_platform.pgcluster import PgCluster  # noqa: E402
 _session: dict = {}
 
 
+# The modules that start an Airflow platform of their own (scheduler, triggerer, workers): on two cores they run one
+# after the other in one lane of pytest-xdist, first, while the other lane takes everything else.
+PLATFORM_MODULES = (
+    "tests/e2e/test_platform.py",
+    "tests/e2e/test_celery_platform.py",
+    "tests/bench/test_bench_smoke.py",
+)
+PLATFORM_LANE = "airflow-platforms"
+# Set by the controlling process for its xdist workers: the session's folder, whose cluster they share.
+SESSION_DIR_VARIABLE = "GREENERY_TEST_SESSION_DIR"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput") or "cluster" in _session:
+    if "cluster" in _session:
+        return
+    if hasattr(config, "workerinput"):
+        # An xdist worker: the controlling process started the cluster and set the environment it inherited. Each
+        # worker has an Airflow of its own (metadata database, AIRFLOW_HOME, caches), as two machines would.
+        base = Path(os.environ[SESSION_DIR_VARIABLE])
+        cluster = PgCluster(base / "postgres", durable=False)
+        _session.update(cluster=cluster, base=base, owner=False)
+        _isolated_airflow(cluster, base / config.workerinput["workerid"])
         return
     base = Path(tempfile.mkdtemp(prefix="greenery-test-"))
     base.chmod(0o755)  # the server runs as an unprivileged user when we are root and must reach its data dir
     cluster = PgCluster(base / "postgres", durable=False)
     cluster.start()
-    cluster.create_database("airflow")
-    _session.update(cluster=cluster, base=base)
-
-    airflow_home = base / "airflow"
-    airflow_home.mkdir()
+    _session.update(cluster=cluster, base=base, owner=True)
     os.environ.update(
         {
-            "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.sqlalchemy_url("airflow"),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
-            # Cosmos writes its dbt-ls cache and temporary projects here, not into the repository.
-            "AIRFLOW__COSMOS__CACHE_DIR": str(base / "cosmos-cache"),
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
             "AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI": "True",
             "DO_NOT_TRACK": "1",
-            "GREENERY_LOCAL_DIR": str(base / "local"),
-            "GREENERY_DBT_DOCS_DIR": str(base / "dbt-docs"),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            SESSION_DIR_VARIABLE: str(base),
         }
     )
+    _isolated_airflow(cluster, base)
     # Connections and variables of the developer's shell must not leak into tests.
     for key in list(os.environ):
         if key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")) or key in ("SLACK_WEBHOOK_URL", "PGPASSWORD"):
             del os.environ[key]
 
 
+def _isolated_airflow(cluster: PgCluster, home: Path) -> None:
+    """Airflow's metadata database (empty until ``airflow_db`` migrates it), AIRFLOW_HOME, Cosmos' cache and the
+    package's local folders under ``home``, for this process and what it starts."""
+    database = "airflow" if home == _session["base"] else f"airflow_{home.name}"
+    cluster.create_database(database)
+    (home / "airflow").mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": cluster.sqlalchemy_url(database),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "airflow" / "logs"),
+            # Cosmos writes its dbt-ls cache and temporary projects here, not into the repository.
+            "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos-cache"),
+            "GREENERY_LOCAL_DIR": str(home / "local"),
+            "GREENERY_DBT_DOCS_DIR": str(home / "dbt-docs"),
+        }
+    )
+
+
+def _lane(nodeid: str) -> str:
+    """The unit of work one xdist worker takes whole: the platform modules together, else a test folder (so the
+    fixtures a folder's modules share are set up once)."""
+    path = nodeid.split("::", 1)[0]
+    return PLATFORM_LANE if path in PLATFORM_MODULES else path.rsplit("/", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The platform modules first, so that under xdist their lane starts with them while the other lane takes the
+    rest (pytest.ini turns off xdist's reordering by size)."""
+    items.sort(key=lambda item: _lane(item.nodeid) != PLATFORM_LANE)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scheduling by scope, with ``_lane`` as the scope. (Its ``loadgroup`` mode would do this through
+    marks, but pytest-xdist 3.8 renames the items in a way pytest 9.2 no longer sees, so its groups are lost.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _lane(nodeid)
+
+    return LaneScheduling(config, log)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _session.get("owner", False):
+        return
     cluster: PgCluster | None = _session.pop("cluster", None)
     if cluster is not None:
         cluster.destroy()
@@ -127,7 +184,8 @@ def module_database_factory(pg_cluster: PgCluster) -> Iterator[DatabaseFactory]:
 
 @pytest.fixture(scope="session")
 def airflow_db(pg_cluster: PgCluster) -> str:
-    """Airflow's metadata database on the test cluster, migrated once per session. Returns its SQLAlchemy URL."""
+    """Airflow's metadata database on the test cluster, migrated once per session (per xdist worker). Returns its
+    SQLAlchemy URL."""
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         capture_output=True,
@@ -136,6 +194,17 @@ def airflow_db(pg_cluster: PgCluster) -> str:
     )
     assert result.returncode == 0, f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def loaded_plugin(name: str) -> Any:
+    """The plugin ``name`` of plugins/, loaded by Airflow's own loader of the plugins folder (what
+    AIRFLOW__CORE__PLUGINS_FOLDER points at)."""
+    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
+
+    plugins, import_errors = _load_plugins_from_plugin_directory(str(REPO_ROOT / "plugins"))
+    assert import_errors == {}
+    (plugin,) = (p for p in plugins if p.name == name)
+    return plugin
 
 
 def warehouse_connection_json(env: dict[str, str]) -> str:
@@ -179,6 +248,20 @@ def run_module(module: str, *args: str, env: dict[str, str], timeout: float = 60
     )
 
 
+def quick_platform_settings() -> dict[str, str]:
+    """What a test platform changes from `make up`'s defaults, so that the tests wait less and see only their own
+    runs: a retry 15 s after a dropped connection instead of 60 s (longer than the restart test's 10-second outage);
+    a lost Celery worker's task failed after 30 s without a heartbeat instead of 60 s (tasks heartbeat every 5 s);
+    the daily run scheduled 12 hours away from now, so no second scheduled run starts while the tests run; the
+    DAG files parsed once, not every 30 s (nothing changes them during a test)."""
+    return {
+        "GREENERY_RETRY_DELAY_SECONDS": "15",
+        "GREENERY_TASK_HEARTBEAT_TIMEOUT_SECONDS": "30",
+        "GREENERY_DAILY_HOUR": str((dt.datetime.now(dt.UTC).hour + 12) % 24),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+    }
+
+
 @contextmanager
 def started_platform(root: Path, **settings_env: str) -> Iterator[dict[str, Any]]:
     """What ``make up`` runs — warehouse, demo data, Airflow with the DAGs — in a private ``.local`` on free ports,
@@ -204,8 +287,9 @@ def started_platform(root: Path, **settings_env: str) -> Iterator[dict[str, Any]
         GREENERY_LOCAL_DIR=str(local_dir),
         GREENERY_WAREHOUSE_PORT=str(free_port()),
         GREENERY_AIRFLOW_PORT=str(free_port()),
-        **settings_env,
+        **quick_platform_settings(),
     )
+    env.update(settings_env)
     started = run_module("include.local_platform.warehouse", "start", env=env)
     assert started.returncode == 0, started.stderr
     try:
@@ -235,11 +319,32 @@ def processes_of_the_platform(local_dir: Path) -> list[str]:
     return left
 
 
+@dataclass(frozen=True)
+class HistoryDatabase:
+    """A database whose ``dbt_meta`` holds generated run history (tests/history/generated_history.py)."""
+
+    env: dict[str, str]
+    history: Any
+
+    def connect(self) -> Any:
+        keys = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+        return psycopg2.connect(**{key: self.env[name] for key, name in keys.items()})
+
+
 @pytest.fixture(scope="session")
-def local_platform(session_dir: Path) -> Iterator[dict[str, Any]]:
-    """``make up``'s platform with the default settings, shared by the session (``started_platform``)."""
-    with started_platform(session_dir) as platform:
-        yield platform
+def generated_history(module_database_factory) -> HistoryDatabase:
+    """90 days of hourly and daily run history of the real project, generated once per session (read it only)."""
+    from tests.dags.conftest import parsed_manifest
+    from tests.history.generated_history import generate
+
+    _, env = module_database_factory("health")
+    database = HistoryDatabase(env, None)
+    connection = database.connect()
+    try:
+        history = generate(connection, json.loads(parsed_manifest().read_text()), days=90)
+    finally:
+        connection.close()
+    return HistoryDatabase(env, history)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ def _dockerfile_lines() -> list[str]:
 
 
 def test_base_image_is_a_pinned_astro_runtime_of_the_pinned_airflow() -> None:
-    base = next(line for line in _dockerfile_lines() if line.upper().startswith("FROM "))
+    # The last stage is the image; the one before only installs the chart libraries.
+    base = [line for line in _dockerfile_lines() if line.upper().startswith("FROM ")][-1]
     match = re.fullmatch(r"FROM astrocrpublic\.azurecr\.io/runtime:(\d+)\.(\d+)-(\d+)", base)
     assert match, f"base image is not a pinned Astro Runtime 3.x tag: {base}"
     pinned = re.search(r"^apache-airflow==(\d+)\.(\d+)\.\d+$", (REPO_ROOT / "requirements.txt").read_text(), re.M)
@@ -60,3 +61,13 @@ def test_image_installs_the_runtime_lock_with_hashes() -> None:
     assert re.search(r"^RUN pip install .*--require-hashes -r requirements\.lock$", text, re.M), (
         "the image does not install requirements.lock with its hashes"
     )
+
+
+def test_the_image_has_the_chart_libraries_of_the_committed_lock() -> None:
+    from include import settings
+
+    text = "\n".join(_dockerfile_lines())
+    assert "COPY package.json package-lock.json ./\nRUN npm ci --ignore-scripts" in text
+    target = settings.NODE_MODULES_DIR.relative_to(settings.REPO_ROOT)
+    assert f"COPY --from=chart-libs /build/node_modules /usr/local/airflow/{target}" in text
+    assert "node_modules" in (REPO_ROOT / ".dockerignore").read_text().split()

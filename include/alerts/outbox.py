@@ -31,8 +31,9 @@ from psycopg2 import sql
 from include import settings
 from include.alerts.messages import MAX_MESSAGE_CHARS, fit
 from include.alerts.slack import Attempt, how_to_set, post, send_alert
-from include.history import store
-from include.history.store import Table, meta_schema, warehouse_connection
+from include.history import schema
+from include.history.schema import Table, meta_schema
+from include.history.store import warehouse_connection
 from include.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def _table() -> sql.Composed:
 
 
 def ensure_table(connection: Any) -> None:
-    store.ensure_table(connection, OUTBOX)
+    schema.ensure_table(connection, OUTBOX)
 
 
 def raise_alert(alert_id: str, kind: str, text: str, conn_id: str = settings.SLACK_CONN_ID) -> None:

@@ -512,6 +512,7 @@ class DbtProducerOperator(BaseOperator):
 
         from include.dbt_tasks.docs import publish_docs
         from include.dbt_tasks.steps import freshness_blocks
+        from include.history.retention import prune_run_history
         from include.history.store import record_dbt_artifacts
 
         def on_event(event: Any) -> None:
@@ -531,6 +532,8 @@ class DbtProducerOperator(BaseOperator):
         from include.dbt_tasks import parsed_project
 
         common = self._common_args(project)
+        # The run history names each node's own task, whose log the dbt health page links to.
+        node_tasks = {node: follower.task_id for follower in publisher.followers for node in follower.nodes}
         # Loaded without the run's vars, so that the window does not make dbt parse the whole project again.
         runner = dbtRunner(manifest=parsed_project.load(project, project, project / "target"), callbacks=[on_event])
         ran: list[str] = []
@@ -558,7 +561,9 @@ class DbtProducerOperator(BaseOperator):
             result = runner.invoke([*args, *common])
             ran.append(step)
             if step != DOCS:
-                record_dbt_artifacts(project, context)
+                record_dbt_artifacts(project, context, node_tasks=node_tasks)
+            if step == FRESHNESS:
+                prune_run_history(context=context)  # as the source_freshness task does in the other modes
             if result.exception is not None and step == DOCS:
                 publisher.finish_step(step, FAILED, f"dbt docs generate stopped: {result.exception}")
                 continue

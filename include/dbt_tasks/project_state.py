@@ -30,8 +30,9 @@ from psycopg2 import sql
 from psycopg2.extras import Json
 
 from include import settings
-from include.history import store
-from include.history.store import Table, meta_schema, warehouse_connection
+from include.history import schema
+from include.history.schema import Table, meta_schema
+from include.history.store import warehouse_connection
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _table() -> sql.Composed:
 
 
 def ensure_table(connection: Any) -> None:
-    store.ensure_table(connection, PROJECT_STATES)
+    schema.ensure_table(connection, PROJECT_STATES)
 
 
 def _freshness_of_run(cursor: Any, dag_id: str, run_id: str) -> dict[str, str]:

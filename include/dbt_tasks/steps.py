@@ -46,6 +46,8 @@ OWNER = "analytics"
 RECORD_DBT_RESULTS = "include.history.store.record_dbt_artifacts"
 # docs_generate of the daily DAG keeps a green full run's manifest for only=changed/fresher.
 RECORD_PROJECT_STATE = "include.dbt_tasks.project_state.record_project_state"
+# The daily run's freshness check prunes dbt_meta to GREENERY_HISTORY_RETENTION_DAYS, once its results are kept.
+PRUNE_RUN_HISTORY = "include.history.retention.prune_run_history"
 SOURCE_NAME = "greenery"
 MARTS_PATH = "models/marts/"
 
@@ -69,13 +71,14 @@ def freshness_blocks() -> bool:
 
 def default_args(alert_on_failure: bool = True) -> dict[str, Any]:
     """Owner, retries and the failure alert of every task: a dbt model that failed on a dropped connection or a
-    lock usually succeeds a few minutes later, so dbt tasks retry twice with a growing pause (a test or a
+    lock usually succeeds a few minutes later, so dbt tasks retry twice with a growing pause
+    (``GREENERY_RETRY_DELAY_SECONDS``, then twice that; a test or a
     freshness check only when its connection dropped: ``include.dbt_tasks.retries``). Airflow calls
     ``on_failure_callback`` only when the last try failed."""
     args: dict[str, Any] = {
         "owner": OWNER,
         "retries": 2,
-        "retry_delay": dt.timedelta(minutes=1),
+        "retry_delay": dt.timedelta(seconds=settings.RETRY_DELAY_SECONDS.value()),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": dt.timedelta(minutes=10),
     }
@@ -123,21 +126,24 @@ def _dbt_operator_args(operator_args: dict[str, Any] | None) -> dict[str, Any]:
 def source_freshness(
     dag_id: str, operator_args: dict[str, Any] | None = None, selectable: bool = False
 ) -> BaseOperator:
-    """``dbt source freshness`` for every greenery source table, as one task. ``selectable``: skipped when the
-    run builds no node (``include.dbt_tasks.run_plan``)."""
+    """``dbt source freshness`` for every greenery source table, as one task, which then prunes the run history
+    (``include.history.retention``). ``selectable``: skipped when the run builds no node
+    (``include.dbt_tasks.run_plan``)."""
     args = _dbt_operator_args(operator_args)
     if selectable:
         args["pre_execute"] = skip_when_nothing_to_build
     # Waiting a few minutes does not make a late source fresh (the alert is what matters): retried only when
-    # the connection dropped.
-    args["callback"] = [*_callbacks(args["callback"]), FAIL_UNLESS_CONNECTION_DROPPED]
+    # the connection dropped. That check raises, so the pruning comes before it.
+    args["callback"] = [*_callbacks(args["callback"]), PRUNE_RUN_HISTORY, FAIL_UNLESS_CONNECTION_DROPPED]
+    retention_days = settings.HISTORY_RETENTION_DAYS.value()  # a bad value stops the DAG parse, naming it
     task = DbtSourceLocalOperator(
         task_id="source_freshness",
         select=f"source:{SOURCE_NAME}",
         emit_datasets=False,
         cache_dir=_cache_dir(f"{dag_id}__source_freshness"),
         doc_md="`dbt source freshness`: how old the newest row of each raw table is. A warning or error "
-        "alerts; with GREENERY_FRESHNESS_BLOCKS=1 an error also stops the build.",
+        "alerts; with GREENERY_FRESHNESS_BLOCKS=1 an error also stops the build. Then the dbt run history "
+        f"(dbt_meta) is pruned to its last {retention_days} days.",
         **args,
     )
     share_parse([task])

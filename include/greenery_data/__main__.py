@@ -25,6 +25,7 @@ from psycopg2 import sql
 
 from include.greenery_data.connection import START_HINT, connect
 from include.greenery_data.delivery import deliver
+from include.greenery_data.derived import drop_stale_incremental_models
 from include.greenery_data.errors import GreeneryDataError
 from include.greenery_data.generated import export_csv, load_generated
 from include.greenery_data.generator import DEFAULT_DAYS, DEFAULT_SEED, ShopSpec, UsageError, parse_end
@@ -200,9 +201,13 @@ def cmd_load(args: argparse.Namespace) -> int:
                 f"generated data (scale {spec.scale:g}, {spec.days} days to "
                 f"{spec.end_datetime:%Y-%m-%dT%H:%M:%SZ}, seed {spec.seed})"
             )
+        print_counts(counts, f"Loaded {what} into schema {raw_schema()} in {time.monotonic() - started:.1f} s:")
+        # What was built from the data just replaced must not outlive it (include/greenery_data/derived.py).
+        stale = drop_stale_incremental_models(conn)
     finally:
         conn.close()
-    print_counts(counts, f"Loaded {what} into schema {raw_schema()} in {time.monotonic() - started:.1f} s:")
+    if stale is not None:
+        print(stale)
     return 0
 
 

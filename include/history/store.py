@@ -11,6 +11,8 @@ them to the alerts (``include.alerts.callbacks.notify_dbt_results``) and writes 
   message);
 - ``source_freshness``: one row per source table checked (newest row, its age, thresholds, status).
 
+Each node row also names the Airflow task that shows its result (``node_tasks``: the producer mode's node
+tasks; otherwise the task that ran the command). The tables, their columns and indexes: ``schema``.
 Rows are keyed by invocation id (and node unique id), so uploading the same results again changes nothing.
 Writing is best effort: a warehouse that cannot be reached is logged and the dbt result stands as it was.
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,144 +34,20 @@ from psycopg2.extras import execute_values
 
 from include import settings
 from include.history.artifacts import FRESHNESS_COMMAND, DbtInvocation, NodeResult, read_invocations
+from include.history.schema import (
+    INVOCATIONS,
+    NODE_RESULTS,
+    SOURCE_FRESHNESS,
+    Table,
+    ensure_tables,
+    meta_schema,
+)
 from include.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
 
 # Commands whose results are history; `docs generate`, `compile`, `ls` and `parse` run nothing worth keeping.
 RECORDED_COMMANDS = frozenset({"build", "run", "test", "snapshot", "seed", FRESHNESS_COMMAND})
-# Any fixed number: it serialises the CREATE IF NOT EXISTS of concurrent first writers (here and in dbt's
-# create_dbt_meta_tables macro), which would otherwise race on the catalog.
-DDL_LOCK_KEY = 7_352_018
-
-
-@dataclass(frozen=True)
-class Table:
-    """One ``dbt_meta`` table: its columns (name, type) in order, its key, and what its rows reference. The DDL,
-    the INSERT and its ON CONFLICT are all built from this, so a column is named once."""
-
-    name: str
-    columns: tuple[tuple[str, str], ...]
-    key: tuple[str, ...]
-    references_invocation: bool = True
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.columns)
-
-
-# The same tables as dbt/greenery/macros/monitoring/create_dbt_meta_tables.sql (a test compares them); every
-# table also gets ``recorded_at``, the time of the last upload of its row.
-INVOCATIONS = Table(
-    "invocations",
-    (
-        ("invocation_id", "text not null"),
-        ("command", "text not null"),
-        ("status", "text not null"),
-        ("dbt_version", "text"),
-        ("selector", "text"),
-        ("started_at", "timestamptz"),
-        ("generated_at", "timestamptz"),
-        ("elapsed_seconds", "double precision"),
-        ("node_count", "integer not null"),
-        ("dag_id", "text"),
-        ("run_id", "text"),
-        ("task_id", "text"),
-        ("try_number", "integer"),
-    ),
-    key=("invocation_id",),
-    references_invocation=False,
-)
-NODE_RESULTS = Table(
-    "node_results",
-    (
-        ("invocation_id", "text not null"),
-        ("unique_id", "text not null"),
-        ("resource_type", "text not null"),
-        ("node_name", "text not null"),
-        ("status", "text not null"),
-        ("started_at", "timestamptz"),
-        ("completed_at", "timestamptz"),
-        ("execution_seconds", "double precision"),
-        ("rows_affected", "bigint"),
-        ("failures", "integer"),
-        ("message", "text"),
-        ("relation_name", "text"),
-        ("tested_node", "text"),
-        ("tested_column", "text"),
-    ),
-    key=("invocation_id", "unique_id"),
-)
-SOURCE_FRESHNESS = Table(
-    "source_freshness",
-    (
-        ("invocation_id", "text not null"),
-        ("unique_id", "text not null"),
-        ("source_name", "text not null"),
-        ("table_name", "text not null"),
-        ("status", "text not null"),
-        ("max_loaded_at", "timestamptz"),
-        ("snapshotted_at", "timestamptz"),
-        ("age_seconds", "double precision"),
-        ("warn_after", "text"),
-        ("error_after", "text"),
-        ("execution_seconds", "double precision"),
-        ("error_message", "text"),
-    ),
-    key=("invocation_id", "unique_id"),
-)
-TABLES = (INVOCATIONS, NODE_RESULTS, SOURCE_FRESHNESS)
-
-
-def create_statement(table: Table, schema: str) -> sql.Composed:
-    """``create table if not exists`` for ``table`` in ``schema``."""
-    parts = [sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(column_type)) for name, column_type in table.columns]
-    parts.append(sql.SQL("recorded_at timestamptz not null default now()"))
-    parts.append(sql.SQL("primary key ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.key))))
-    if table.references_invocation:
-        parts.append(
-            sql.SQL("foreign key (invocation_id) references {}.{} (invocation_id) on delete cascade").format(
-                sql.Identifier(schema), sql.Identifier(INVOCATIONS.name)
-            )
-        )
-    return sql.SQL("create table if not exists {}.{} ({})").format(
-        sql.Identifier(schema), sql.Identifier(table.name), sql.SQL(", ").join(parts)
-    )
-
-
-def ensure_table(connection: Any, table: Table, schema: str | None = None) -> None:
-    """Create ``table`` (and its schema) if missing, add the columns an older copy lacks, and commit: for the
-    tables that live beside the run history (the alert outbox, the project states)."""
-    schema = schema or meta_schema()
-    with connection.cursor() as cursor:
-        cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-        cursor.execute(create_statement(table, schema))
-        add_missing_columns(cursor, table, schema)
-    connection.commit()
-
-
-def add_missing_columns(cursor: Any, table: Table, schema: str) -> None:
-    """Add the columns of ``table`` that its copy in ``schema`` lacks (a table created by an older version). The
-    table is altered only when a column is missing: ``alter table`` takes a lock that waits for every reader. A
-    column added this way needs a default or must allow null."""
-    cursor.execute(
-        "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-        (schema, table.name),
-    )
-    present = {row[0] for row in cursor.fetchall()}
-    missing = [(name, column_type) for name, column_type in table.columns if name not in present]
-    if present and missing:
-        cursor.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
-        cursor.execute(
-            sql.SQL("alter table {}.{} {}").format(
-                sql.Identifier(schema),
-                sql.Identifier(table.name),
-                sql.SQL(", ").join(
-                    sql.SQL("add column if not exists {} {}").format(sql.Identifier(name), sql.SQL(column_type))
-                    for name, column_type in missing
-                ),
-            )
-        )
 
 
 def upsert_statement(table: Table, values: str = "%s") -> sql.Composed:
@@ -192,21 +69,6 @@ def upsert_statement(table: Table, values: str = "%s") -> sql.Composed:
             if column not in table.key
         ),
     )
-
-
-def meta_schema() -> str:
-    return settings.DBT_META_SCHEMA.value()
-
-
-def ensure_tables(connection: Any, schema: str | None = None) -> None:
-    """Create the history schema and tables if they are missing (idempotent, safe when run concurrently)."""
-    schema = schema or meta_schema()
-    with connection.cursor() as cursor:
-        cursor.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
-        cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-        for table in TABLES:
-            cursor.execute(create_statement(table, schema))
-    connection.commit()
 
 
 def _airflow_facts(context: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -240,7 +102,7 @@ def _invocation_row(invocation: DbtInvocation, facts: dict[str, Any]) -> dict[st
     }
 
 
-def _node_result_row(invocation: DbtInvocation, result: NodeResult) -> dict[str, Any]:
+def _node_result_row(invocation: DbtInvocation, result: NodeResult, task_id: str | None) -> dict[str, Any]:
     return {
         "invocation_id": invocation.invocation_id,
         "unique_id": result.unique_id,
@@ -256,10 +118,11 @@ def _node_result_row(invocation: DbtInvocation, result: NodeResult) -> dict[str,
         "relation_name": result.relation_name,
         "tested_node": result.tested_node,
         "tested_column": result.tested_column,
+        "task_id": task_id,
     }
 
 
-def _source_freshness_row(invocation: DbtInvocation, result: NodeResult) -> dict[str, Any]:
+def _source_freshness_row(invocation: DbtInvocation, result: NodeResult, task_id: str | None) -> dict[str, Any]:
     source_name, _, table_name = result.name.partition(".")
     return {
         "invocation_id": invocation.invocation_id,
@@ -274,6 +137,7 @@ def _source_freshness_row(invocation: DbtInvocation, result: NodeResult) -> dict
         "error_after": result.error_after,
         "execution_seconds": result.execution_seconds,
         "error_message": _text(result.message),
+        "task_id": task_id,
     }
 
 
@@ -284,18 +148,27 @@ def _upsert(cursor: Any, table: Table, rows: list[dict[str, Any]]) -> None:
 
 
 def write_invocations(
-    connection: Any, invocations: list[DbtInvocation], context: Mapping[str, Any] | None = None
+    connection: Any,
+    invocations: list[DbtInvocation],
+    context: Mapping[str, Any] | None = None,
+    node_tasks: Mapping[str, str] | None = None,
 ) -> None:
-    """Upsert ``invocations`` and their results in one transaction; a repeated upload leaves one row each."""
+    """Upsert ``invocations`` and their results in one transaction; a repeated upload leaves one row each.
+    ``node_tasks``: the Airflow task that shows each node's result, by unique id, when it is not the one that ran
+    the command."""
     facts = _airflow_facts(context)
+    node_tasks = node_tasks or {}
     with connection.cursor() as cursor:
         cursor.execute("set local lock_timeout = '10s'; set local statement_timeout = '60s'")
         for invocation in invocations:
             _upsert(cursor, INVOCATIONS, [_invocation_row(invocation, facts)])
-            if invocation.command == FRESHNESS_COMMAND:
-                _upsert(cursor, SOURCE_FRESHNESS, [_source_freshness_row(invocation, r) for r in invocation.results])
-            else:
-                _upsert(cursor, NODE_RESULTS, [_node_result_row(invocation, r) for r in invocation.results])
+            table, row = (
+                (SOURCE_FRESHNESS, _source_freshness_row)
+                if invocation.command == FRESHNESS_COMMAND
+                else (NODE_RESULTS, _node_result_row)
+            )
+            rows = [row(invocation, r, node_tasks.get(r.unique_id, facts["task_id"])) for r in invocation.results]
+            _upsert(cursor, table, rows)
     connection.commit()
 
 
@@ -323,10 +196,12 @@ def upload(
     context: Mapping[str, Any] | None = None,
     conn_id: str = settings.WAREHOUSE_CONN_ID,
     dsn: str | None = None,
+    node_tasks: Mapping[str, str] | None = None,
 ) -> bool:
     """Write ``invocations`` to the history tables (created when missing). True on success; never raises.
 
-    ``dsn`` (a libpq string, ``""`` for the libpq environment) replaces the Airflow connection ``conn_id``.
+    ``dsn`` (a libpq string, ``""`` for the libpq environment) replaces the Airflow connection ``conn_id``;
+    ``node_tasks`` as in ``write_invocations``.
     """
     invocations = [invocation for invocation in invocations if invocation.command in RECORDED_COMMANDS]
     if not invocations:
@@ -335,7 +210,7 @@ def upload(
     try:
         connection = psycopg2.connect(dsn, connect_timeout=10) if dsn is not None else warehouse_connection(conn_id)
         ensure_tables(connection)
-        write_invocations(connection, invocations, context)
+        write_invocations(connection, invocations, context, node_tasks)
     except Exception as error:
         where = "the libpq environment" if dsn == "" else ("dsn" if dsn else f"connection {conn_id!r}")
         log.warning(
@@ -362,12 +237,14 @@ def record_dbt_artifacts(
     project_dir: str | Path,
     context: Mapping[str, Any] | None = None,
     conn_id: str = settings.WAREHOUSE_CONN_ID,
+    node_tasks: Mapping[str, str] | None = None,
     **_: Any,
 ) -> None:
     """Cosmos ``callback`` of every dbt task: alert on the results, then keep them in ``dbt_meta``.
 
     Cosmos calls it after each dbt command, before it decides whether the task failed, so failed runs are kept
-    too. Never raises: a callback exception would fail the task and hide dbt's own result.
+    too. Never raises: a callback exception would fail the task and hide dbt's own result. The producer passes
+    ``node_tasks``, the node task of each node it ran.
     """
     try:
         invocations = read_invocations(Path(project_dir) / "target")
@@ -379,4 +256,4 @@ def record_dbt_artifacts(
         from include.alerts.callbacks import notify_dbt_results
 
         notify_dbt_results(context, invocations)
-    upload(invocations, context, conn_id=conn_id)
+    upload(invocations, context, conn_id=conn_id, node_tasks=node_tasks)

@@ -41,9 +41,6 @@ REDIS_SERVER = Path("/usr/bin/redis-server")
 OBJECT_STORE_CONN_ID = "greenery_object_store"
 DOCS_BUCKET = "greenery"
 DOCS_PREFIX = "dbt-docs"
-# A task whose worker died (its heartbeat stopped) fails this long after its last heartbeat, and its retry goes to
-# a worker that is still there; Airflow's default is five minutes.
-HEARTBEAT_TIMEOUT_SECONDS = 60
 VISIBILITY_TIMEOUT_SECONDS = 6 * 60 * 60
 # A stopped worker gets this long to finish its tasks (Celery's warm shutdown) before it is killed.
 WORKER_STOPWAITSECS = 10
@@ -148,7 +145,9 @@ def airflow_env(celery: dict, sqlalchemy_url: str) -> dict[str, str]:
         # The provider's default too, said here so the UI's config page shows it: results in the metadata database.
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sqlalchemy_url,
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(celery["worker_log_port"]),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_SECONDS),
+        # A task whose worker died (its heartbeat stopped) fails this long after its last heartbeat, and its retry
+        # goes to a worker that is still there; Airflow's default is five minutes.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(settings.TASK_HEARTBEAT_TIMEOUT_SECONDS.value()),
         # Longer than the longest run may last (greenery_daily's dagrun_timeout is 3 hours): Redis hands a task no
         # worker acknowledged to another worker after this long.
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_SECONDS),

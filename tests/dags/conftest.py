@@ -13,6 +13,11 @@ from include import settings
 @pytest.fixture(scope="session")
 def dbt_manifest() -> Path:
     """The manifest the DAGs render from, written as `make manifest` does when `make` has not done it already."""
+    return parsed_manifest()
+
+
+def parsed_manifest() -> Path:
+    """``dbt_manifest`` for code that is no test (another session fixture)."""
     if not settings.DBT_MANIFEST_PATH.is_file():
         from include.dbt_tasks.cosmos_config import _dbt_executable
 

@@ -1,6 +1,6 @@
 """The producer execution mode's bookkeeping (include/dbt_tasks/producer.py): which dbt nodes end which node task,
 when a task's result is published, and what a node task that resumes on a worker does with it. The whole mode on
-the real scheduler and triggerer: tests/e2e/test_producer_mode.py."""
+the real scheduler and triggerer: tests/e2e/test_platform.py."""
 
 from __future__ import annotations
 

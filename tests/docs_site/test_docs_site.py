@@ -17,21 +17,14 @@ from fastapi.testclient import TestClient
 
 from include import docs_site, settings
 from include.dbt_tasks.docs import DOCS_FILES
-from tests.conftest import ObjectStore
+from tests.conftest import ObjectStore, loaded_plugin
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 MANIFEST = {"metadata": {"project_name": "greenery"}, "nodes": {}}
 
 
 @pytest.fixture(scope="module")
 def plugin():
-    # Airflow's own loader of the plugins folder (what AIRFLOW__CORE__PLUGINS_FOLDER points at).
-    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
-
-    plugins, import_errors = _load_plugins_from_plugin_directory(str(PLUGINS))
-    assert import_errors == {}
-    (plugin,) = (p for p in plugins if p.name == "greenery_docs")
-    return plugin
+    return loaded_plugin("greenery_docs")
 
 
 @pytest.fixture

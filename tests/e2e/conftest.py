@@ -160,7 +160,7 @@ def run_dag(
     """``dag.test()`` of one DAG file; with ``only``, every other task is marked successful without running."""
     # dag.test() runs every task in this process, with no triggerer: the DAG as the local execution mode renders
     # it, each dbt node in its own task. The producer mode, whose node tasks live in the triggerer, is tested on
-    # the real scheduler and triggerer (tests/e2e/test_platform.py, test_producer_mode.py).
+    # the real scheduler and triggerer (tests/e2e/test_platform.py).
     with mock.patch.dict(os.environ, {settings.COSMOS_EXECUTION_MODE.name: "local"}):
         return _run_dag(dag_id, logical_date, conf, only)
 

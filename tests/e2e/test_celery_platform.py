@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from include.local_platform import celery_platform
 from tests.alerts.slack_stub import SlackWebhookStub
 from tests.conftest import processes_of_the_platform, run_module, started_platform
-from tests.e2e.test_platform import CHROMIUM, SCREENSHOTS, AirflowApi, _dbt_nodes_waiting_on_the_lock, _warehouse
+from tests.e2e.platform_api import CHROMIUM, SCREENSHOTS, AirflowApi, a_daily_run_waiting_on_the_page_views, warehouse
 
 pytestmark = pytest.mark.timeout(30 * 60)
 
@@ -63,20 +62,6 @@ def _metadata(platform: dict[str, Any], query: str, *args: Any) -> list[tuple]:
         connection.close()
 
 
-def _finished(api: AirflowApi, run_id: str, timeout: float = 15 * 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = api.get(f"/api/v2/dags/{DAILY}/dagRuns/{urllib.parse.quote(run_id)}")
-        if run["state"] in ("success", "failed"):
-            return run
-        assert time.monotonic() < deadline, f"{run_id} still {run['state']} after {timeout:.0f} s"
-        time.sleep(3)
-
-
-def _tasks(api: AirflowApi, run_id: str) -> dict[str, dict]:
-    return {ti["task_id"]: ti for ti in api.task_instances(DAILY, urllib.parse.quote(run_id))}
-
-
 def _components(platform: dict[str, Any]) -> dict[str, dict]:
     result = run_module("include.local_platform.local_airflow", "status", "--json", env=platform["env"])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -85,11 +70,7 @@ def _components(platform: dict[str, Any]) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def green_run(api: AirflowApi) -> dict:
     """The daily run the scheduler starts on its own when the platform comes up (catchup is off)."""
-    deadline = time.monotonic() + 5 * 60
-    while not (runs := api.get(f"/api/v2/dags/{DAILY}/dagRuns?run_type=scheduled&limit=5")["dag_runs"]):
-        assert time.monotonic() < deadline, "the scheduler started no greenery_daily run within 5 minutes"
-        time.sleep(3)
-    return _finished(api, runs[0]["dag_run_id"])
+    return api.finished_run(api.scheduled_run()["dag_run_id"])
 
 
 @pytest.fixture(scope="module")
@@ -98,26 +79,14 @@ def lost_worker_run(api: AirflowApi, platform: dict[str, Any], green_run: dict) 
     locked, so dbt_build waits on it with the staging layer done; the worker that runs it is stopped the way
     supervisord stops a program (SIGTERM, SIGKILL 10 s later, then its task process). The lock is released; the
     task fails for want of a heartbeat and its retry can only go to the other worker."""
-    lock = _warehouse(platform)
-    with lock.cursor() as cursor:
-        cursor.execute("lock table analytics_product.fct_page_views in access exclusive mode")
-    try:
-        run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
-        waiting: set[str] = set()
-        deadline = time.monotonic() + 10 * 60
-        while "model.greenery.fct_page_views" not in waiting:
-            assert time.monotonic() < deadline, f"dbt never reached fct_page_views; waiting: {waiting}"
-            waiting |= _dbt_nodes_waiting_on_the_lock(platform)
-            time.sleep(0.5)
-        producer = _tasks(api, run["dag_run_id"])[PRODUCER]
-        assert producer["state"] == "running" and producer["hostname"] in WORKERS, producer
+    with a_daily_run_waiting_on_the_page_views(api, platform) as run:
+        producer = run["producer"]
+        assert producer["hostname"] in WORKERS, producer
         lost = WORKERS[producer["hostname"]]
         stopped = run_module("include.local_platform.local_airflow", "stop", lost, env=platform["env"], timeout=120)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    finally:
-        lock.close()
     try:
-        finished = _finished(api, run["dag_run_id"])
+        finished = api.finished_run(run["dag_run_id"])
     finally:
         started = run_module("include.local_platform.local_airflow", "start", lost, env=platform["env"])
         assert started.returncode == 0, started.stdout + started.stderr
@@ -127,7 +96,7 @@ def lost_worker_run(api: AirflowApi, platform: dict[str, Any], green_run: dict) 
 def test_the_scheduled_daily_run_succeeds_on_celery_with_dbt_work_on_the_dbt_queue(
     api: AirflowApi, green_run: dict, platform: dict[str, Any]
 ) -> None:
-    tasks = _tasks(api, green_run["dag_run_id"])
+    tasks = api.tasks(green_run["dag_run_id"])
     assert green_run["state"] == "success", {t: ti["state"] for t, ti in tasks.items() if ti["state"] != "success"}
     assert {name: info["state"] for name, info in _components(platform).items()} == dict.fromkeys(
         [
@@ -141,7 +110,7 @@ def test_the_scheduled_daily_run_succeeds_on_celery_with_dbt_work_on_the_dbt_que
     assert sorted(on_workers) == ["dbt_build", "validate_params"]
     assert {ti["queue"] for ti in on_workers.values()} == {"dbt"}
     assert {ti["hostname"] for ti in on_workers.values()} <= set(WORKERS)
-    with _warehouse(platform) as connection, connection.cursor() as cursor:
+    with warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from analytics_core.fct_orders")
         assert cursor.fetchone()[0] > 0
     # The task log comes from the log server of the worker that ran it, on that worker's own address.
@@ -157,7 +126,7 @@ def test_a_worker_lost_in_the_middle_of_a_run_ends_in_a_green_run_with_no_row_lo
     api: AirflowApi, lost_worker_run: dict, platform: dict[str, Any]
 ) -> None:
     run_id = lost_worker_run["dag_run_id"]
-    tasks = _tasks(api, run_id)
+    tasks = api.tasks(run_id)
     not_green = {task_id: ti["state"] for task_id, ti in tasks.items() if ti["state"] != "success"}
     assert lost_worker_run["state"] == "success", not_green
     producer = tasks[PRODUCER]
@@ -182,7 +151,7 @@ def test_a_worker_lost_in_the_middle_of_a_run_ends_in_a_green_run_with_no_row_lo
     assert "dbt build" in killed_log
 
     # Every page view and order that had arrived before the run is in its mart, exactly once.
-    with _warehouse(platform) as connection, connection.cursor() as cursor:
+    with warehouse(platform) as connection, connection.cursor() as cursor:
         for mart, key, raw in (
             ("analytics_product.fct_page_views", "event_id", "raw.events where event_type = 'page_view' and"),
             ("analytics_core.fct_orders", "order_id", "raw.orders where"),
@@ -252,7 +221,7 @@ def test_the_dbt_docs_are_read_from_the_object_store_in_the_browser(
 
             # The task's details name the worker it ran on.
             page.goto(f"{base}/dags/{DAILY}/runs/{urllib.parse.quote(run_id)}/tasks/{PRODUCER}/details")
-            host = _tasks(api, run_id)[PRODUCER]["hostname"]
+            host = api.tasks(run_id)[PRODUCER]["hostname"]
             expect(page.get_by_role("row").filter(has_text="Hostname").filter(has_text=host).first).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "celery-1-task-details.png")
 
@@ -275,13 +244,13 @@ def test_the_dbt_docs_are_read_from_the_object_store_in_the_browser(
 def test_a_failing_data_test_alerts_slack_from_a_celery_worker(
     api: AirflowApi, lost_worker_run: dict, platform: dict[str, Any], slack: SlackWebhookStub
 ) -> None:
-    with _warehouse(platform) as connection, connection.cursor() as cursor:
+    with warehouse(platform) as connection, connection.cursor() as cursor:
         cursor.execute(
             "update raw.products set price = -4.5 where product_id = (select min(product_id) from raw.products)"
         )
     run = api.post(f"/api/v2/dags/{DAILY}/dagRuns", {"logical_date": None})
-    finished = _finished(api, run["dag_run_id"])
-    tasks = _tasks(api, run["dag_run_id"])
+    finished = api.finished_run(run["dag_run_id"])
+    tasks = api.tasks(run["dag_run_id"])
     assert finished["state"] == "failed"
     assert sorted(task_id for task_id, ti in tasks.items() if ti["state"] == "failed") == [PRICE_TEST_TASK]
     failed = tasks[PRICE_TEST_TASK]

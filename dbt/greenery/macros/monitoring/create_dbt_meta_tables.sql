@@ -1,5 +1,5 @@
 {% macro create_dbt_meta_tables() %}
-    {#- The same tables as include/run_history.py (DDL), which Airflow writes after each dbt command; a test
+    {#- The same tables as include/history/schema.py (DDL), which Airflow writes after each dbt command; a test
         compares the two. Here so that the monitoring models build on a warehouse no Airflow run has written to.
         The advisory lock (the key run_history uses) serialises concurrent first creations. -#}
     {%- set schema = adapter.quote(env_var('GREENERY_DBT_META_SCHEMA', 'dbt_meta')) -%}
@@ -39,6 +39,7 @@
         relation_name text,
         tested_node text,
         tested_column text,
+        task_id text,
         recorded_at timestamptz not null default now(),
         primary key (invocation_id, unique_id)
     );
@@ -56,6 +57,7 @@
         error_after text,
         execution_seconds double precision,
         error_message text,
+        task_id text,
         recorded_at timestamptz not null default now(),
         primary key (invocation_id, unique_id)
     )
