@@ -1,6 +1,6 @@
 """The profiles of one or more loaded data sets side by side, as Markdown a reviewer reads (``profile`` command).
 
-One table per section of ``profiling.SECTIONS``, one row per claim, one column per data set. A claim is shown
+One table per section of ``profile_shape.SECTIONS``, one row per claim, one column per data set. A claim is shown
 when it holds, or nearly holds (at most ``NEARLY`` of its rows break it), in at least one data set: those are the
 candidate rules, and a claim that holds in one data set and not another is exactly what a review must look at.
 Measurements (ranges, spans) are always shown.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from include.greenery_data.profiling import SECTIONS, Finding
+from include.greenery_data.profile_shape import SECTIONS, Finding
 
 NEARLY = 0.2
 HOLDS_EVERYWHERE = "holds in all"
