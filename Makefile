@@ -15,13 +15,14 @@ DAYS ?=
 SEED ?=
 CSV ?=
 N ?= 3
+OUT ?=
 ARGS ?=
 FROM ?=
 TO ?=
 # make up EXECUTOR=celery: CeleryExecutor with a Redis broker, two workers and the dbt docs in an object store.
 EXECUTOR ?=
 
-.PHONY: help up down status clean warehouse load deliver dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis system-packages chart-libs lock
+.PHONY: help up down status clean warehouse load deliver profile dbt manifest airflow backfill test test-e2e lint format bench venv venv-dev browser redis system-packages chart-libs lock
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -102,6 +103,9 @@ load: warehouse ## Load raw data: SCALE=N [DAYS=D] [SEED=S], or CSV=DIR for cour
 
 deliver: warehouse ## Ship preparing orders (the course's snapshot exercise): [N=3]
 	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data deliver -n "$(N)"
+
+profile: warehouse ## Profile the raw tables (keys, ranges, dependencies, time order) as Markdown [OUT=file]
+	@$(WITH_WAREHOUSE) $(PY) -m include.greenery_data profile $(if $(OUT),--out "$(OUT)")
 
 dbt: warehouse ## Run dbt against the local warehouse: make dbt ARGS="build"
 	@$(WITH_WAREHOUSE) cd $(DBT_DIR) && ../../$(VENV)/bin/dbt $(ARGS) --profiles-dir . --project-dir .

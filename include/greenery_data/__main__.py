@@ -8,6 +8,7 @@ PGPASSWORD, PGDATABASE), which `make` takes from .local/warehouse.env.
     python -m include.greenery_data simulate [--once] [--interval 300] [--price-changes]
     python -m include.greenery_data append --days 1 --end 2024-06-02T12:00:00Z [--scale 1] [--seed 0]
     python -m include.greenery_data export --scale 100 --out /tmp/greenery-csv
+    python -m include.greenery_data profile [--database [LABEL=]DBNAME ...] [--out docs/profile.md]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from include.greenery_data.errors import GreeneryDataError
 from include.greenery_data.generated import export_csv, load_generated
 from include.greenery_data.generator import DEFAULT_DAYS, DEFAULT_SEED, ShopSpec, UsageError, parse_end
 from include.greenery_data.loader import load_csv_dir
+from include.greenery_data.profile_report import report
+from include.greenery_data.profiling import profile
 from include.greenery_data.progress import Progress
 from include.greenery_data.schema import TABLES, apply_schema, qualified, raw_schema, tables_present
 from include.greenery_data.simulator import append_activity, simulate_step
@@ -79,6 +82,13 @@ def timestamp(text: str) -> str:
     return text
 
 
+def labelled_database(text: str) -> tuple[str, str]:
+    label, _, name = text.rpartition("=")
+    if not name:
+        raise argparse.ArgumentTypeError(f"must be a database name, optionally LABEL=NAME, not {text!r}")
+    return label or name, name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -123,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--scale", type=positive_number, default=1.0, help="1 = the course's size (default 1)")
     export.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the seven CSV files")
     _generation_options(export)
+
+    profile_cmd = commands.add_parser(
+        "profile", help="profile the raw tables: keys, ranges, dependencies, time order (Markdown)"
+    )
+    profile_cmd.add_argument(
+        "--database",
+        action="append",
+        type=labelled_database,
+        metavar="[LABEL=]DBNAME",
+        help="profile this database of the same server (repeat to compare data sets side by side; default: the"
+        " connection's own database)",
+    )
+    profile_cmd.add_argument("--out", type=Path, metavar="FILE", help="write the Markdown here instead of stdout")
     return parser
 
 
@@ -259,6 +282,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    profiles = {}
+    for label, name in args.database or [("", "")]:
+        conn = connect(f"{args.dsn} dbname={name}" if name else args.dsn)
+        try:
+            if not label:
+                with conn.cursor() as cur:
+                    cur.execute("select current_database()")
+                    label = cur.fetchone()[0]
+            missing = set(TABLES) - tables_present(conn)
+            if missing:
+                raise GreeneryDataError(
+                    f"{label}: the raw tables {', '.join(sorted(missing))} are missing from schema {raw_schema()}:"
+                    " load data first (`make load`)."
+                )
+            profiles[label] = profile(conn)
+        finally:
+            conn.close()
+    text = report(profiles)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"Wrote the profile of {', '.join(profiles)} to {args.out}.")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 COMMANDS = {
     "schema": cmd_schema,
     "load": cmd_load,
@@ -266,6 +316,7 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "append": cmd_append,
     "export": cmd_export,
+    "profile": cmd_profile,
 }
 
 

@@ -206,7 +206,7 @@ def user_chunks(spec: ShopSpec) -> Iterator[tuple[str, int]]:
         # Profiles change now and then; the newest user has not edited theirs yet.
         updated = created if index == newest else created + int(rng.random() * max(0, spec.end - HOUR - created))
         address_id = spec.address_id(spec.user_address_index(index))
-        lines.append(user_line(rng, spec.user_id(index), created, updated, address_id))
+        lines.append(user_line(rng, spec.user_id(index), index, created, updated, address_id))
         if len(lines) >= CHUNK_ROWS:
             yield "".join(lines), len(lines)
             lines = []

@@ -33,8 +33,10 @@ def phone_number(rng: random.Random) -> str:
     return f"{rng.randint(201, 989)}-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}"
 
 
-def user_line(rng: random.Random, user_id: str, created_at: int, updated_at: int, address_id: str) -> str:
-    """A users row with a made-up name, email and phone number."""
+def user_line(rng: random.Random, user_id: str, number: int, created_at: int, updated_at: int, address_id: str) -> str:
+    """A users row with a made-up name, email and phone number. ``number`` is the user's place among the shop's
+    users: it ends the email's local part, as in the course's (khearmon0@...), so no two users share an email
+    (names carry no digits, so initial + last name + number is never another user's)."""
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    email = f"{first[0]}{last}{rng.randint(1, 999)}@{rng.choice(EMAIL_DOMAINS)}".lower()
+    email = f"{first[0]}{last}{number}@{rng.choice(EMAIL_DOMAINS)}".lower()
     return f"{user_id},{first},{last},{email},{phone_number(rng)},{iso(created_at)},{iso(updated_at)},{address_id}\n"

@@ -187,9 +187,10 @@ def _fulfil(cur, rng: random.Random, now: int, window_start: int, counts: dict[s
         shipped_at = max(clamp(plan.shipped_at), int(created_at.timestamp()))
         delivered_at = max(clamp(plan.delivered_at), shipped_at) if plan.delivered_at <= now else None
         status = "delivered" if delivered_at else "shipped"
-        shipped_rows.append(
-            (order_id, status, plan.tracking_id, plan.shipping_service, plan.estimated_delivery_at, delivered_at)
-        )
+        # The carrier estimates when it takes the parcel: a day after it at the earliest, also when the shop
+        # catches up after a pause and the parcel leaves later than planned.
+        estimate = plan.estimated_delivery_at and max(plan.estimated_delivery_at, shipped_at + DAY)
+        shipped_rows.append((order_id, status, plan.tracking_id, plan.shipping_service, estimate, delivered_at))
         session_id = checkout_session.get(order_id) or random_uuid(rng)
         events.append(
             f"{random_uuid(rng)},{session_id},{user_id},{SITE}/shipping/{order_id},{iso(shipped_at)},"
@@ -320,7 +321,9 @@ def _visits(cur, rng: random.Random, window_start: int, window_end: int, n_visit
             if is_new:
                 # Signed up just before this first visit.
                 signed_up = started - rng.randint(30, 600)
-                lines["users"].append(user_line(rng, user_id, signed_up, signed_up, home))
+                # Numbered after the users already there (the generator numbers its users from 0).
+                number = n_users + len(lines["users"])
+                lines["users"].append(user_line(rng, user_id, number, signed_up, signed_up, home))
                 counts["new_users"] += 1
             counts["orders"] += placed
             counts["visits"] += 1

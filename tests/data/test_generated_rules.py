@@ -97,6 +97,11 @@ VIOLATIONS = {
         select count(*) from raw.orders where shipping_service not in ('ups', 'fedex', 'usps', 'dhl')""",
     "delivery after the order": "select count(*) from raw.orders where delivered_at < created_at",
     "estimates after the order": "select count(*) from raw.orders where estimated_delivery_at <= created_at",
+    "estimates after the package ships": """
+        select count(*) from raw.orders as o join raw.events as e
+            on e.order_id = o.order_id and e.event_type = 'package_shipped'
+        where o.estimated_delivery_at < e.created_at""",
+    "one account per email": "select count(*) - count(distinct lower(email)) from raw.users",
     "checkout 1-5 seconds before its order": """
         select count(*) from raw.events as e join raw.orders as o using (order_id)
         where e.event_type = 'checkout' and o.created_at - e.created_at not between interval '1 second'
