@@ -607,15 +607,14 @@ def _producer_limits(mode: str, s: dict[str, Any], goal: dict[str, Any] | None, 
     first = s.get("first_result_seconds")
     if slowest.get("before_its_trigger_started_seconds") is not None and started and first:
         text += (
-            f" The slowest lag is `{slowest['task_id']}`'s, one of the run's first results: dbt published the first "
-            f"result {first['median']:.1f} s after the run was queued, while the triggerer started the run's node "
-            f"tasks' triggers until {started['median']:.1f} s after it (medians; {started['max']:.1f} s at the "
-            f"latest), and {slowest['before_its_trigger_started_seconds']:.2f} s of its {slowest['seconds']:.2f} s "
-            "passed before its trigger ran. Starting a trigger for a task that starts in the triggerer is Airflow's "
-            "work, not greenery's: in Airflow 3.3.2 the triggerer's supervisor builds each trigger's workload with "
-            "the whole serialized DAG and the runner deserialises it once per trigger (`TriggerRunner."
-            "create_runtime_ti`), about 70 times at the start of every run, on the same 2 cores as `dbt_build` "
-            "loading the project."
+            f" The slowest lag is `{slowest['task_id']}`'s: {slowest['before_its_trigger_started_seconds']:.2f} s "
+            f"of its {slowest['seconds']:.2f} s passed before the triggerer had started its trigger. dbt published "
+            f"a run's first result {first['median']:.1f} s after the run was queued, and the triggerer started the "
+            f"last of the run's triggers {started['median']:.1f} s after it (medians; {started['max']:.1f} s at the "
+            "latest). Starting the trigger of a task that starts in the triggerer is Airflow's work: in Airflow "
+            "3.3.2 the triggerer's supervisor builds each trigger's workload with the whole serialized DAG and the "
+            "runner deserialises it once per trigger (`TriggerRunner.create_runtime_ti`), about 70 times at the "
+            "start of every run, on the same 2 cores as `dbt_build` loading the project."
         )
     if phases:
         text += (

@@ -136,6 +136,6 @@ def test_a_slow_first_result_is_split_into_the_wait_for_its_trigger_and_the_rest
         "first_result_seconds": {"median": 3.1, "min": 3.0, "max": 3.3, "n": 3},
     }
     text = report._producer_limits("producer", s, None, 21.0)
-    assert "The slowest lag is `source_freshness`'s" in text
-    assert "first result 3.1 s after the run was queued" in text and "until 7.2 s after it" in text
-    assert "4.50 s of its 5.94 s passed before its trigger ran" in text
+    assert "The slowest lag is `source_freshness`'s: 4.50 s of its 5.94 s passed before the triggerer" in text
+    assert "first result 3.1 s after the run was queued, and the triggerer started the last of the run's" in text
+    assert "triggers 7.2 s after it" in text
