@@ -141,9 +141,12 @@ def create_statement(table: Table, schema: str) -> sql.Composed:
 
 def ensure_table(connection: Any, table: Table, schema: str | None = None) -> None:
     """Create ``table`` (and its schema) if missing, add the columns an older copy lacks, and commit: for the
-    tables that live beside the run history (the alert outbox, the project states)."""
+    tables that live beside the run history (the alert outbox, the project states). Safe when run concurrently,
+    with itself or ``ensure_tables``: on a new warehouse the first writers start together."""
     schema = schema or meta_schema()
     with connection.cursor() as cursor:
+        # ``create schema if not exists`` fails on a concurrent one (a unique violation in pg_namespace).
+        cursor.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
         cursor.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         cursor.execute(create_statement(table, schema))
         add_missing_columns(cursor, table, schema)
