@@ -243,12 +243,17 @@ def warehouse_connection_json(env: dict[str, str]) -> str:
     )
 
 
+def connect(env: dict[str, str]) -> Any:
+    """A psycopg2 connection to the test database that the libpq variables ``env`` name."""
+    return psycopg2.connect(
+        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
+    )
+
+
 def query_rows(env: dict[str, str], query: str) -> list[tuple]:
     """The rows ``query`` returns from the test database that the libpq variables ``env`` name (none for a
     statement), committed."""
-    connection = psycopg2.connect(
-        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
-    )
+    connection = connect(env)
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute(query)
@@ -349,8 +354,7 @@ class HistoryDatabase:
     history: Any
 
     def connect(self) -> Any:
-        keys = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
-        return psycopg2.connect(**{key: self.env[name] for key, name in keys.items()})
+        return connect(self.env)
 
 
 @pytest.fixture(scope="session")
@@ -452,9 +456,7 @@ DBT = str(Path(sys.executable).parent / "dbt")
 def load_shop_raw(env: dict[str, str], users_age: dt.timedelta) -> None:
     """The fixture project's raw tables: orders 3 to 6 hours old with three null totals and two unknown statuses
     (a failing and a warning test); users ``users_age`` old (freshness warns after 1 hour, errors after 1 day)."""
-    connection = psycopg2.connect(
-        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"], dbname=env["PGDATABASE"]
-    )
+    connection = connect(env)
     with connection, connection.cursor() as cursor:
         cursor.execute(
             """

@@ -9,21 +9,15 @@ import json
 import logging
 
 import pendulum
-import psycopg2
 import pytest
 from airflow.sdk import DAG
 
 from include import settings
 from include.history import retention, schema
 from include.settings import ConfigurationError
-from tests.conftest import warehouse_connection_json
+from tests.conftest import connect, warehouse_connection_json
 from tests.dags.conftest import parsed_manifest
 from tests.history.generated_history import generate
-
-
-def _connect(env: dict[str, str]):
-    keys = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
-    return psycopg2.connect(**{key: env[name] for key, name in keys.items()})
 
 
 def _counts(connection) -> dict[str, int]:
@@ -44,7 +38,7 @@ def history(fresh_database):
     _, env = fresh_database("retention")
     manifest = json.loads(parsed_manifest().read_text())
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    connection = _connect(env)
+    connection = connect(env)
     old = generate(connection, manifest, days=3, now=now - dt.timedelta(days=92))
     new = generate(connection, manifest, days=2, now=now)
     yield connection, env, old, new
@@ -125,7 +119,7 @@ def test_the_freshness_task_prunes_before_it_decides_to_fail(monkeypatch) -> Non
 
 def test_tables_of_an_older_version_get_the_new_column_and_the_indexes(fresh_database) -> None:
     _, env = fresh_database("old_history")
-    connection = _connect(env)
+    connection = connect(env)
     try:
         schema.ensure_tables(connection)
         with connection.cursor() as cursor:

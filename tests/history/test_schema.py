@@ -12,16 +12,12 @@ import psycopg2
 from include.alerts.outbox import OUTBOX
 from include.dbt_tasks.project_state import PROJECT_STATES
 from include.history import schema
-
-
-def _connect(env: dict[str, str]):
-    keys = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
-    return psycopg2.connect(**{key: env[name] for key, name in keys.items()})
+from tests.conftest import connect
 
 
 def _create_together(env: dict[str, str], creators: list) -> list[psycopg2.Error]:
     """Each creator on its own connection, all released at the same moment; the errors they raised."""
-    connections = [_connect(env) for _ in creators]
+    connections = [connect(env) for _ in creators]
     start, errors = threading.Barrier(len(creators)), []
 
     def create(connection, creator) -> None:
