@@ -259,7 +259,8 @@ def generate(
         if hour.hour == DAILY_HOUR and hour + dt.timedelta(minutes=10) < now:
             _daily_run(simulator, writer, hour, (now - hour).days)
         run_id = f"scheduled__{(hour - dt.timedelta(hours=1, minutes=-HOURLY_MINUTE)).isoformat()}"
-        healed = not history.healed_run and (now - hour) < dt.timedelta(days=2) and hour.hour == 12
+        # The healed run is about 20 hours old whatever the time of day: among the last 30 hourly runs the pages list.
+        healed = not history.healed_run and (now - hour) < dt.timedelta(hours=20)
         outcome = {uid[HEALED_SNAPSHOT]: ("error", 0, "could not serialize access")} if healed else {}
         results = simulator.step(simulator.snapshot_step, started, {}, outcome)
         writer.write("greenery_hourly_snapshot", run_id, "dbt_build", 1, [_invocation("build", results, started)])

@@ -31,6 +31,22 @@ def waits_for() -> dict[str, frozenset[str]]:
     return dependencies(json.loads(parsed_manifest().read_text()))
 
 
+@pytest.mark.parametrize("time_of_day", [dt.time(0, 5), dt.time(12, 10), dt.time(18, 40), dt.time(23, 59)])
+def test_the_planted_healed_run_is_among_the_runs_the_page_lists_at_any_time_of_day(
+    fresh_database, time_of_day: dt.time
+) -> None:
+    from tests.conftest import connect
+
+    _, env = fresh_database("healed")
+    connection = connect(env)
+    try:
+        now = dt.datetime.combine(dt.date(2026, 12, 5), time_of_day, tzinfo=dt.UTC)
+        history = planted.generate(connection, json.loads(parsed_manifest().read_text()), days=2, now=now)
+    finally:
+        connection.close()
+    assert history.healed_run in history.hourly_runs[-30:]
+
+
 def test_the_generated_history_is_90_days_of_both_dags(generated_history) -> None:
     history = generated_history.history
     assert len(history.daily_runs) in (89, 90, 91)
