@@ -26,7 +26,8 @@ ENV PYTHONPATH=/usr/local/airflow \
     GREENERY_DBT_PROJECT_DIR=/usr/local/airflow/dbt/greenery \
     GREENERY_DBT_DOCS_DIR=/usr/local/airflow/dbt-docs \
     AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
-    AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI=True
+    AIRFLOW__COSMOS__ENABLE_DATASET_AIRFLOW3_URI=True \
+    AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP=250
 
 # The DAGs render from dbt's manifest: parse once at build time instead of running `dbt ls` on every DAG parse.
 RUN cd dbt/greenery && dbt parse --quiet --profiles-dir . --project-dir . --target-path target/airflow

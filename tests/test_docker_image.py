@@ -71,3 +71,24 @@ def test_the_image_has_the_chart_libraries_of_the_committed_lock() -> None:
     target = settings.NODE_MODULES_DIR.relative_to(settings.REPO_ROOT)
     assert f"COPY --from=chart-libs /build/node_modules /usr/local/airflow/{target}" in text
     assert "node_modules" in (REPO_ROOT / ".dockerignore").read_text().split()
+
+
+def test_the_triggerer_starts_a_runs_node_tasks_in_one_loop_wherever_it_runs() -> None:
+    # In the producer mode every node task of a run waits in the triggerer from the run's start (docs/dags.md): the
+    # image, the Helm values and make up all let one loop of the triggerer pick up a run's triggers (about 75).
+    import yaml
+
+    image = re.search(r"AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP=(\d+)", "\n".join(_dockerfile_lines()))
+    local = re.search(
+        r'"AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "(\d+)"',
+        (REPO_ROOT / "include" / "local_platform" / "local_airflow.py").read_text(),
+    )
+    values = yaml.safe_load((REPO_ROOT / "deploy" / "values.yaml").read_text())
+    assert image is not None, "the image does not set [triggerer] max_trigger_to_select_per_loop"
+    assert local is not None, "make up does not set [triggerer] max_trigger_to_select_per_loop"
+    found = {
+        int(image.group(1)),
+        int(local.group(1)),
+        int(values["config"]["triggerer"]["max_trigger_to_select_per_loop"]),
+    }
+    assert found == {250}
